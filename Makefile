@@ -1,0 +1,31 @@
+# `make run` and `make test` are the whole set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JS := tests/js
+
+.PHONY: run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[sandbox,test]'
+	touch $@
+
+$(JS)/node_modules/.installed: $(JS)/package.json
+	cd $(JS) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/imds-proxy sandbox
+
+test: $(BIN)/.installed $(JS)/node_modules/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/serve_bench.py
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules

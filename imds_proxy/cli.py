@@ -1,0 +1,153 @@
+"""Command line: sub-commands build Config and Source, run the daemon, print errors, set exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from imds_proxy import __version__, config, logs
+from imds_proxy.config import Config, Listener
+from imds_proxy.credentials import utc_now
+from imds_proxy.errors import ConfigError, CredentialsUnavailable, ImdsProxyError
+from imds_proxy.refresh import CredentialEngine
+from imds_proxy.sts import AssumeRoleSource, ClientFactory, default_client
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+#: CLI option → config key, for options shared by serve and sandbox.
+_COMMON = {
+    "--listen": ("listen", "HOST:PORT to serve IMDS on; repeatable (default 127.0.0.1:8169)"),
+    "--role-session-name": ("role_session_name", "RoleSessionName (default imds-proxy-<host>)"),
+    "--duration": ("duration", "session duration in seconds, 900-43200 (default 3600)"),
+    "--refresh-ahead": (
+        "refresh_ahead",
+        "served credentials keep at least this many seconds (default 1800, at most half the duration)",
+    ),
+    "--imdsv1": ("imdsv1", "enabled|disabled: serve GETs without a token (default disabled)"),
+    "--instance-id": ("instance_id", "instance id to report (default derived from host and role)"),
+    "--availability-zone": ("availability_zone", "AZ to report: the region plus one letter"),
+    "--instance-type": ("instance_type", "instance type to report (default t3.micro)"),
+    "--log-format": ("log_format", "text|json (default text)"),
+    "--log-level": ("log_level", "debug|info|warning|error (default info)"),
+}
+_SERVE = {
+    "--role-arn": ("role_arn", "the role to assume and serve"),
+    "--external-id": ("external_id", "ExternalId for AssumeRole"),
+    "--region": ("region", "STS region (regional endpoint) and the region IMDS reports"),
+    "--source-profile": (
+        "source_profile",
+        "~/.aws/config profile our own credentials for STS come from (default: boto3's chain)",
+    ),
+    "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
+}
+
+
+def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
+    for flag, (key, help_text) in options.items():
+        parser.add_argument(
+            flag, dest=key, action="append" if key == "listen" else "store", help=help_text
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imds-proxy",
+        description="Serve an IAM role's credentials to unmodified AWS SDKs over IMDSv2.",
+    )
+    parser.add_argument("--version", action="version", version=f"imds-proxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="assume a role through STS and serve it over IMDSv2")
+    serve.add_argument("--config", type=Path, help="TOML config file (same keys as the options)")
+    _add(serve, _SERVE)
+    _add(serve, _COMMON)
+    serve.set_defaults(func=cmd_serve)
+
+    sandbox = sub.add_parser(
+        "sandbox", help="run a local AWS (moto) with a role in it and serve that role"
+    )
+    sandbox.add_argument(
+        "--aws-port", type=int, default=0, help="port of the local AWS (default: a free one)"
+    )
+    _add(sandbox, _COMMON)
+    sandbox.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in config.KEYS if getattr(args, k, None) is not None}
+
+
+def run_daemon(
+    cfg: Config,
+    client_factory: ClientFactory = default_client,
+    on_ready: Callable[[list[Listener]], None] | None = None,
+) -> int:
+    """Set up logging, build the engine for cfg's role, run the daemon until stopped."""
+    from imds_proxy import daemon
+
+    logs.setup(cfg.log_format, cfg.log_level)
+    source = AssumeRoleSource(cfg.role, utc_now, client_factory)
+    engine = CredentialEngine({cfg.role.name: source}, cfg.refresh, utc_now)
+    try:
+        asyncio.run(daemon.serve(cfg, engine, on_ready))
+    except CredentialsUnavailable as e:
+        cause = e.cause if e.cause is not None else e
+        print(f"imds-proxy: cannot serve role {cfg.role.name}: {cause}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = config.load(_cli_values(args), os.environ, args.config)
+    return run_daemon(cfg)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from imds_proxy import sandbox
+
+    values = config.merge(config.read_env(os.environ), _cli_values(args))
+    values.pop("role_arn", None)
+    # Log from the start: the local AWS logs while the scenario is created.
+    logs.setup(values.get("log_format", "text"), str(values.get("log_level", "info")).upper())
+    aws = sandbox.LocalAws(port=args.aws_port).start()
+    try:
+        role_arn = sandbox.create_default_role(aws)
+        values.update(role_arn=role_arn, region=sandbox.REGION, sts_endpoint_url=aws.url)
+        cfg = config.build(values)
+
+        def ready(bound: list[Listener]) -> None:
+            print(sandbox.exports(bound[0].url, aws.url), flush=True)
+            print(
+                f"imds-proxy sandbox: serving {role_arn} on {bound[0].url} (local AWS {aws.url}).\n"
+                "In another shell, run the export lines above, then try:\n"
+                "  aws sts get-caller-identity\n"
+                "Ctrl-C stops.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        return run_daemon(cfg, lambda _spec: aws.client("sts"), ready)
+    finally:
+        aws.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as e:
+        print(f"imds-proxy: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ImdsProxyError as e:
+        print(f"imds-proxy: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code

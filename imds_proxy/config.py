@@ -1,0 +1,365 @@
+"""Configuration: frozen dataclasses built once at start-up, CLI > environment > file > defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from imds_proxy.credentials import account_of, role_name_of
+from imds_proxy.errors import ConfigError
+
+ENV_PREFIX = "IMDS_PROXY_"
+DEFAULT_LISTEN = "127.0.0.1:8169"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_DURATION = 3600
+#: botocore extends credentials with under 15 min + 2–10 min jitter left (protocol.md §4.1);
+#: serving at least 30 min keeps every SDK on its normal refresh path.
+DEFAULT_REFRESH_AHEAD = 1800
+
+# STS limits (protocol.md §6).
+MIN_DURATION, MAX_DURATION = 900, 43200
+SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}")
+EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}")
+ROLE_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+
+#: Every key the config file, the environment and the command line understand.
+KEYS = (
+    "listen",
+    "role_arn",
+    "role_session_name",
+    "duration",
+    "external_id",
+    "region",
+    "source_profile",
+    "sts_endpoint_url",
+    "imdsv1",
+    "refresh_ahead",
+    "instance_id",
+    "availability_zone",
+    "instance_type",
+    "log_format",
+    "log_level",
+)
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def __str__(self) -> str:
+        return self.url.removeprefix("http://").rstrip("/")
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """Everything that changes what AssumeRole answers: it is the cache key."""
+
+    role_arn: str
+    session_name: str
+    duration: int = DEFAULT_DURATION
+    external_id: str | None = None
+    region: str | None = None
+    source_profile: str | None = None
+    sts_endpoint_url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return role_name_of(self.role_arn)
+
+    @property
+    def account_id(self) -> str:
+        return account_of(self.role_arn)
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """When to refresh and how to back off; every number protects a client behaviour."""
+
+    #: Every credential served has at least this long left while STS answers.
+    refresh_ahead: timedelta = timedelta(seconds=DEFAULT_REFRESH_AHEAD)
+    #: The background refresh starts this much earlier still, so a slow or failed STS
+    #: call has time to be retried before served credentials drop under refresh_ahead.
+    lead: timedelta = timedelta(minutes=5)
+    #: Credentials closer than this to expiry count as expired (clock skew with AWS).
+    expiry_margin: timedelta = timedelta(seconds=60)
+    #: Exponential backoff with full jitter after STS failures.
+    backoff_base: timedelta = timedelta(seconds=1)
+    backoff_cap: timedelta = timedelta(minutes=5)
+    #: The refresh loop re-reads the wall clock at least this often (a laptop's
+    #: monotonic clock stops while it sleeps).
+    max_sleep: timedelta = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the instance-identity paths answer."""
+
+    instance_id: str
+    region: str
+    availability_zone: str
+    instance_type: str
+    account_id: str
+    instance_profile_name: str
+
+
+@dataclass(frozen=True)
+class Config:
+    listeners: tuple[Listener, ...]
+    role: RoleSpec
+    refresh: RefreshPolicy
+    identity: Identity
+    imdsv1: bool = False
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    #: Raw values after precedence, for diagnostics (never secrets: there are none).
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+def parse_listener(value: str, key: str = "listen") -> Listener:
+    """`HOST:PORT` or `[IPv6]:PORT`."""
+    fix = "write HOST:PORT, e.g. 127.0.0.1:8169 or [::1]:8169"
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
+    if not m:
+        raise ConfigError(key, f"{value!r} is not HOST:PORT", fix)
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if m.group(1):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(key, f"{host!r} is not an IPv6 address", fix) from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(key, f"port {port} is out of range", "use a port from 1 to 65535")
+    return Listener(host, port)
+
+
+def default_session_name(hostname: str | None = None) -> str:
+    """`imds-proxy-<host>`, sanitised to STS's RoleSessionName pattern and length."""
+    host = hostname if hostname is not None else socket.gethostname()
+    cleaned = re.sub(r"[^\w+=,.@-]", "-", host.split(".")[0])
+    return f"imds-proxy-{cleaned}"[:64].rstrip("-") or "imds-proxy"
+
+
+def default_instance_id(role_arn: str, hostname: str | None = None) -> str:
+    """A stable, plausible instance id: the same host and role give the same id."""
+    import hashlib
+
+    host = hostname if hostname is not None else socket.gethostname()
+    digest = hashlib.sha256(f"{host}|{role_arn}".encode()).hexdigest()
+    return "i-" + digest[:17]
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The TOML config file as a flat mapping of known keys."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config", f"{path} does not exist", "check the --config path") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path} is not valid TOML ({e})", "fix the file") from None
+    except OSError as e:
+        raise ConfigError(
+            "config", f"cannot read {path} ({e.strerror})", "check its permissions"
+        ) from None
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key in {path}", f"use one of: {', '.join(KEYS)}")
+    return data
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """`IMDS_PROXY_<KEY>` variables; LISTEN takes a comma-separated list."""
+    out: dict[str, Any] = {}
+    for key in KEYS:
+        raw = env.get(ENV_PREFIX + key.upper())
+        if raw is None or raw == "":
+            continue
+        out[key] = [p.strip() for p in raw.split(",") if p.strip()] if key == "listen" else raw
+    return out
+
+
+def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win; None means "not given"."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    return merged
+
+
+def load(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    config_file: Path | None = None,
+) -> Config:
+    """Build the Config: CLI > environment (`IMDS_PROXY_*`) > file > defaults."""
+    env_values = read_env(env)
+    file_path = config_file or (
+        Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None
+    )
+    file_values = read_file(file_path) if file_path else {}
+    return build(merge(file_values, env_values, cli))
+
+
+def _int(values: Mapping[str, Any], key: str, default: int, lo: int, hi: int, unit: str) -> int:
+    raw = values.get(key, default)
+    if isinstance(raw, bool):
+        raw = str(raw)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            key, f"{raw!r} is not a whole number", f"give {unit} from {lo} to {hi}"
+        ) from None
+    if not lo <= value <= hi:
+        raise ConfigError(key, f"{value} is out of range", f"give {unit} from {lo} to {hi}")
+    return value
+
+
+def _str(values: Mapping[str, Any], key: str) -> str | None:
+    raw = values.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ConfigError(key, f"{raw!r} is not a string", "quote the value")
+    return raw.strip() or None
+
+
+def _choice(values: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = values.get(key, default)
+    value = (
+        str(raw).lower() if not isinstance(raw, bool) else {True: "enabled", False: "disabled"}[raw]
+    )
+    if value not in choices:
+        raise ConfigError(key, f"{raw!r} is not allowed", f"use one of: {', '.join(choices)}")
+    return value
+
+
+def build(values: Mapping[str, Any]) -> Config:
+    """Validate merged raw values into a Config. Raises ConfigError naming the key and the fix."""
+    role_arn = _str(values, "role_arn")
+    if role_arn is None:
+        raise ConfigError(
+            "role_arn",
+            "no role to serve",
+            "pass --role-arn arn:aws:iam::ACCOUNT:role/NAME (or role_arn in the config file, "
+            "or IMDS_PROXY_ROLE_ARN)",
+        )
+    if not ROLE_ARN_RE.fullmatch(role_arn):
+        raise ConfigError(
+            "role_arn",
+            f"{role_arn!r} is not an IAM role ARN",
+            "write arn:aws:iam::123456789012:role/NAME",
+        )
+
+    session_name = _str(values, "role_session_name") or default_session_name()
+    if not SESSION_NAME_RE.fullmatch(session_name):
+        raise ConfigError(
+            "role_session_name",
+            f"{session_name!r} does not match STS's pattern",
+            "use 2 to 64 characters from letters, digits and +=,.@-_",
+        )
+
+    duration = _int(values, "duration", DEFAULT_DURATION, MIN_DURATION, MAX_DURATION, "seconds")
+
+    external_id = _str(values, "external_id")
+    if external_id is not None and not EXTERNAL_ID_RE.fullmatch(external_id):
+        raise ConfigError(
+            "external_id",
+            "does not match STS's pattern",
+            "use 2 to 1224 characters from letters, digits and +=,.@:/-_",
+        )
+
+    region = _str(values, "region")
+    if region is not None and not REGION_RE.fullmatch(region):
+        raise ConfigError("region", f"{region!r} is not an AWS region name", "write e.g. eu-west-1")
+
+    endpoint = _str(values, "sts_endpoint_url")
+    if endpoint is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", endpoint):
+        raise ConfigError(
+            "sts_endpoint_url", f"{endpoint!r} is not an http(s) URL", "write https://HOST[:PORT]"
+        )
+
+    role = RoleSpec(
+        role_arn=role_arn,
+        session_name=session_name,
+        duration=duration,
+        external_id=external_id,
+        region=region,
+        source_profile=_str(values, "source_profile"),
+        sts_endpoint_url=endpoint,
+    )
+
+    half = duration // 2
+    if "refresh_ahead" in values:
+        ahead = _int(values, "refresh_ahead", DEFAULT_REFRESH_AHEAD, 60, half, "seconds")
+    else:
+        ahead = min(DEFAULT_REFRESH_AHEAD, half)
+
+    raw_listen = values.get("listen", [DEFAULT_LISTEN])
+    if isinstance(raw_listen, str):
+        raw_listen = [raw_listen]
+    if not isinstance(raw_listen, list | tuple) or not raw_listen:
+        raise ConfigError(
+            "listen", "needs at least one HOST:PORT", f'e.g. listen = ["{DEFAULT_LISTEN}"]'
+        )
+    listeners = tuple(dict.fromkeys(parse_listener(str(v)) for v in raw_listen))
+
+    identity_region = region or DEFAULT_REGION
+    az = _str(values, "availability_zone") or identity_region + "a"
+    if not re.fullmatch(re.escape(identity_region) + r"[a-z]", az):
+        raise ConfigError(
+            "availability_zone",
+            f"{az!r} is not {identity_region} plus one letter",
+            f"write e.g. {identity_region}b (the AWS CLI derives the region by dropping the letter)",
+        )
+    instance_id = _str(values, "instance_id") or default_instance_id(role_arn)
+    if not INSTANCE_ID_RE.fullmatch(instance_id):
+        raise ConfigError(
+            "instance_id",
+            f"{instance_id!r} is not an instance id",
+            "write i- and 8 or 17 hex digits",
+        )
+    instance_type = _str(values, "instance_type") or "t3.micro"
+    if not re.fullmatch(r"[a-z0-9-]+\.[a-z0-9]+", instance_type):
+        raise ConfigError(
+            "instance_type", f"{instance_type!r} is not an instance type", "write e.g. t3.micro"
+        )
+
+    identity = Identity(
+        instance_id=instance_id,
+        region=identity_region,
+        availability_zone=az,
+        instance_type=instance_type,
+        account_id=role.account_id,
+        instance_profile_name=role.name,
+    )
+
+    log_format = _choice(values, "log_format", "text", ("text", "json"))
+    log_level = _choice(values, "log_level", "info", ("debug", "info", "warning", "error")).upper()
+    imdsv1 = _choice(values, "imdsv1", "disabled", ("enabled", "disabled")) == "enabled"
+
+    return Config(
+        listeners=listeners,
+        role=role,
+        refresh=RefreshPolicy(refresh_ahead=timedelta(seconds=ahead)),
+        identity=identity,
+        imdsv1=imdsv1,
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=log_level,
+    )

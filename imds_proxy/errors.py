@@ -1,0 +1,74 @@
+"""Error types; every message is written for a human and says what to do next."""
+
+from __future__ import annotations
+
+
+class ImdsProxyError(Exception):
+    """Base of every error this program raises on purpose."""
+
+
+class ConfigError(ImdsProxyError):
+    """A configuration value is missing or invalid; names the key and the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        self.key = key
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"config error: {key}: {problem}; {fix}")
+
+
+class ListenError(ImdsProxyError):
+    """A listener could not be bound."""
+
+
+class SandboxUnavailable(ImdsProxyError):
+    """The optional sandbox dependencies are not installed."""
+
+
+class SourceError(ImdsProxyError):
+    """Getting role credentials failed. `retryable` says whether trying again can help."""
+
+    retryable = True
+    code = "SourceError"
+
+
+class SourceCredentialsMissing(SourceError):
+    """We have no credentials of our own to call STS with."""
+
+    retryable = False
+    code = "NoSourceCredentials"
+
+
+class SourceCredentialsInvalid(SourceError):
+    """STS rejected our own credentials (unknown key, bad signature, expired session)."""
+
+    retryable = False
+    code = "InvalidSourceCredentials"
+
+
+class AssumeRoleDenied(SourceError):
+    """STS refused AssumeRole: caller permissions, trust policy, ExternalId or MFA."""
+
+    retryable = False
+    code = "AssumeRoleUnauthorizedAccess"
+
+
+class DurationTooLong(SourceError):
+    """DurationSeconds is above the role's MaxSessionDuration (or the 1 h chaining cap)."""
+
+    retryable = False
+    code = "InvalidDuration"
+
+
+class CredentialsUnavailable(ImdsProxyError):
+    """No valid credentials can be served for a role right now."""
+
+    def __init__(self, role: str, cause: SourceError | None) -> None:
+        self.role = role
+        self.cause = cause
+        reason = str(cause) if cause else "credentials are not available yet"
+        super().__init__(f"no valid credentials for role {role}: {reason}")
+
+    @property
+    def code(self) -> str:
+        return self.cause.code if self.cause else "CredentialsUnavailable"

@@ -1,0 +1,151 @@
+"""IMDS routes: the token PUT and the metadata tree, with thin handlers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from imds_proxy import appkeys, metadata
+from imds_proxy.credentials import Credentials, imds_error_document, to_json
+from imds_proxy.errors import CredentialsUnavailable
+from imds_proxy.gates import TTL_HEADER, refuse
+from imds_proxy.tokens import parse_ttl
+
+log = logging.getLogger("imds_proxy.imds")
+
+TOKEN_PATH = "/latest/api/token"
+CREDS = "/latest/meta-data/iam/security-credentials"
+CREDS_EXT = "/latest/meta-data/iam/security-credentials-extended"
+_VERSIONED_TOKEN = re.compile(r"/[0-9-]+/api/token")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def normalize(path: str) -> str:
+    """One form per path: `//` collapsed and no trailing slash, so every path answers with
+    and without one (clients ask for both). We route on this form ourselves because
+    aiohttp's normalize_path_middleware answers with redirects, which SDKs do not follow."""
+    return "/" + "/".join(part for part in path.split("/") if part)
+
+
+def text(body: str) -> web.Response:
+    """IMDS answers everything as text/plain (EC2 user guide), without a trailing newline."""
+    return web.Response(text=body, content_type="text/plain")
+
+
+def listing(*items: str) -> str:
+    """LF-separated, no final LF: botocore pastes the role listing into the next URL as is."""
+    return "\n".join(items)
+
+
+@functools.lru_cache(maxsize=16)
+def _render(creds: Credentials, extended: bool) -> str:
+    return to_json(creds.imds_document(extended=extended))
+
+
+def static_tree(app: web.Application) -> dict[str, str]:
+    """Every path whose answer does not change while the daemon runs, rendered once."""
+    config = app[appkeys.CONFIG]
+    ident = config.identity
+    role = app[appkeys.IMDS_ROLE]
+    started = app[appkeys.STARTED]
+    return {
+        "/": listing("latest"),
+        "/latest": listing("dynamic", "meta-data"),
+        "/latest/meta-data": listing(
+            "ami-id",
+            "hostname",
+            "iam/",
+            "instance-id",
+            "instance-type",
+            "local-hostname",
+            "local-ipv4",
+            "placement/",
+        ),
+        "/latest/meta-data/ami-id": metadata.IMAGE_ID,
+        "/latest/meta-data/hostname": "localhost",
+        "/latest/meta-data/local-hostname": "localhost",
+        "/latest/meta-data/local-ipv4": metadata.PRIVATE_IP,
+        "/latest/meta-data/instance-id": ident.instance_id,
+        "/latest/meta-data/instance-type": ident.instance_type,
+        "/latest/meta-data/placement": listing("availability-zone", "region"),
+        "/latest/meta-data/placement/availability-zone": ident.availability_zone,
+        "/latest/meta-data/placement/region": ident.region,
+        "/latest/meta-data/iam": listing("info", "security-credentials/"),
+        "/latest/meta-data/iam/info": to_json(metadata.iam_info(ident, started)),
+        CREDS: role,
+        CREDS_EXT: role,
+        "/latest/dynamic": listing("instance-identity/"),
+        "/latest/dynamic/instance-identity": listing("document"),
+        "/latest/dynamic/instance-identity/document": to_json(
+            metadata.identity_document(ident, started)
+        ),
+    }
+
+
+async def put_token(request: web.Request) -> web.StreamResponse:
+    """`PUT /latest/api/token`: a session token for the TTL asked, echoed in a header
+    (the Go SDKs fall back to IMDSv1 without it)."""
+    raw = request.headers.get(TTL_HEADER)
+    ttl = parse_ttl(raw)
+    if ttl is None:
+        reason = "missing" if raw is None else "invalid"
+        return refuse(request, 400, f"Bad Request ({TTL_HEADER} {reason}: give 1 to 21600)")
+    token = request.app[appkeys.TOKENS].issue(ttl)
+    response = text(token)
+    response.headers[TTL_HEADER] = str(ttl)
+    return response
+
+
+async def get_credentials(request: web.Request, role: str, extended: bool) -> web.StreamResponse:
+    """The role's credential document; EC2's error document when none are valid."""
+    engine = request.app[appkeys.ENGINE]
+    try:
+        creds = await engine.get(role)
+    except CredentialsUnavailable as e:
+        log.warning("no credentials served client=%s role=%s: %s", request.remote, role, e)
+        now = request.app[appkeys.CLOCK]()
+        return text(to_json(imds_error_document(e.code, str(e), now)))
+    log.info("served credentials client=%s role=%s key=%s", request.remote, role, creds.key_suffix)
+    return text(_render(creds, extended))
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Route every IMDS request on its normalized path."""
+    path = normalize(request.rel_url.path)
+    if path == TOKEN_PATH:
+        if request.method == "PUT":
+            return await put_token(request)
+        return _not_allowed(request, "PUT")
+    if request.method == "PUT" and _VERSIONED_TOKEN.fullmatch(path):
+        # EC2 answers a token PUT on a versioned path with 403, by design.
+        return refuse(request, 403, "Forbidden (tokens come from /latest/api/token)")
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed(request, "GET, HEAD")
+    body = request.app[STATIC].get(path)
+    if body is not None:
+        return text(body)
+    parent, _, leaf = path.rpartition("/")
+    role = request.app[appkeys.IMDS_ROLE]
+    if parent in (CREDS, CREDS_EXT) and leaf == role:
+        return await get_credentials(request, role, extended=parent == CREDS_EXT)
+    return refuse(request, 404, "Not Found")
+
+
+def _not_allowed(request: web.Request, allow: str) -> web.Response:
+    response = refuse(request, 405, "Method Not Allowed")
+    response.headers["Allow"] = allow
+    return response
+
+
+STATIC = web.AppKey("imds_static", dict[str, str])
+
+
+def setup(app: web.Application) -> None:
+    """Add the IMDS routes to an app whose CONFIG, IMDS_ROLE and STARTED are set."""
+    app[STATIC] = static_tree(app)
+    app.router.add_route("*", "/{tail:.*}", dispatch)

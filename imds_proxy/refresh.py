@@ -1,0 +1,235 @@
+"""The credential engine: per-role cache, single-flight fetches, refresh ahead, keep-last-good, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cachetools import TLRUCache
+
+from imds_proxy.config import RefreshPolicy
+from imds_proxy.credentials import Clock, Credentials, Source, wire_time
+from imds_proxy.errors import CredentialsUnavailable, SourceError
+
+log = logging.getLogger("imds_proxy.refresh")
+
+
+def serve_floor(creds: Credentials, policy: RefreshPolicy) -> timedelta:
+    """How much life served credentials must have left while STS answers: refresh_ahead,
+    or half the credentials' own lifetime when STS handed out shorter ones (so a short
+    session cannot make every request call STS)."""
+    lifetime = creds.expiration - creds.last_updated
+    return min(policy.refresh_ahead, lifetime / 2)
+
+
+def refresh_at(creds: Credentials, policy: RefreshPolicy) -> datetime:
+    """When the background refresh of these credentials is due: `lead` before they would
+    drop under the serve floor, so a failed attempt can be retried in time."""
+    lifetime = creds.expiration - creds.last_updated
+    floor = serve_floor(creds, policy)
+    lead = min(policy.lead, (lifetime - floor) / 2)
+    return creds.expiration - floor - lead
+
+
+def backoff_delay(failures: int, policy: RefreshPolicy, rng: random.Random) -> timedelta:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2^(failures-1)))."""
+    ceiling = min(policy.backoff_cap, policy.backoff_base * (2 ** max(0, min(failures - 1, 30))))
+    jittered: timedelta = ceiling * rng.random()
+    return jittered
+
+
+@dataclass
+class RoleStatus:
+    """A snapshot of one role's state, for logs, health and `imds-proxy roles`."""
+
+    name: str
+    role_arn: str
+    expiration: datetime | None
+    failures: int
+    last_error: str | None
+    retry_at: datetime | None
+    fetches: int
+
+
+@dataclass(eq=False)
+class _Role:
+    name: str
+    source: Source
+    failures: int = 0
+    last_error: SourceError | None = None
+    retry_at: datetime | None = None
+    fetches: int = 0
+    flight: asyncio.Task[Credentials] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> Hashable:
+        return self.source.cache_key
+
+
+class CredentialEngine:
+    """Serves each role's credentials from a cache and keeps them fresh.
+
+    Guarantees: while the source answers, every credential returned has at least
+    `serve_floor` left; concurrent callers share one fetch; expired credentials are never
+    returned; after a failure the source is not called again before the backoff ends.
+    Expiry is judged by the injected wall clock at every call, not only by the timer.
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Source],
+        policy: RefreshPolicy,
+        clock: Clock,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._roles = {name: _Role(name, source) for name, source in sources.items()}
+        self._policy = policy
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        margin = policy.expiry_margin
+        # cachetools drops an entry once our clock passes its expiry (less the margin), so a
+        # lookup can never hand out expired credentials, whatever the timer did meanwhile.
+        self._cache: TLRUCache[Hashable, Credentials] = TLRUCache(
+            maxsize=max(16, 2 * len(self._roles)),
+            ttu=lambda _key, creds, _now: (creds.expiration - margin).timestamp(),
+            timer=lambda: self._clock().timestamp(),
+        )
+
+    @property
+    def role_names(self) -> tuple[str, ...]:
+        return tuple(self._roles)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._roles
+
+    def cached(self, name: str) -> Credentials | None:
+        """The valid cached credentials for a role, if any (no fetch)."""
+        return self._cache.get(self._roles[name].key)
+
+    async def get(self, name: str) -> Credentials:
+        """Credentials for `name` that are not expired; raises CredentialsUnavailable."""
+        role = self._roles[name]
+        now = self._clock()
+        creds = self._cache.get(role.key)
+        if creds is not None and creds.remaining(now) >= serve_floor(creds, self._policy):
+            if now >= refresh_at(creds, self._policy) and self._may_call(role, now):
+                self._flight(role)
+            return creds
+        # Missing, or too close to expiry (e.g. the first request after a laptop slept):
+        # wait for fresh ones unless the source is backing off after a failure.
+        if self._may_call(role, now):
+            try:
+                return await asyncio.shield(self._flight(role))
+            except SourceError:
+                pass
+        creds = self._cache.get(role.key)
+        if creds is not None:
+            return creds  # keep the last good credentials while they are valid
+        raise CredentialsUnavailable(name, role.last_error)
+
+    def _may_call(self, role: _Role, now: datetime) -> bool:
+        in_flight = role.flight is not None and not role.flight.done()
+        return in_flight or role.retry_at is None or now >= role.retry_at
+
+    def _flight(self, role: _Role) -> asyncio.Task[Credentials]:
+        """The one fetch in progress for this role, started if there is none (single-flight)."""
+        if role.flight is None or role.flight.done():
+            role.flight = asyncio.create_task(self._fetch(role), name=f"refresh {role.name}")
+            # Nobody may await a background refresh; mark its failure as seen (it is logged).
+            role.flight.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return role.flight
+
+    async def _fetch(self, role: _Role) -> Credentials:
+        role.fetches += 1
+        try:
+            creds = await role.source.fetch()
+        except SourceError as e:
+            self._failed(role, e)
+            raise
+        except Exception as e:  # a bug in a source must not kill the engine
+            err = SourceError(f"unexpected {type(e).__name__} while getting credentials: {e}")
+            self._failed(role, err)
+            raise err from e
+        role.failures, role.last_error, role.retry_at = 0, None, None
+        self._cache[role.key] = creds
+        log.debug(
+            "credentials cached role=%s key=%s expires=%s",
+            role.name,
+            creds.key_suffix,
+            wire_time(creds.expiration),
+        )
+        return creds
+
+    def _failed(self, role: _Role, error: SourceError) -> None:
+        role.failures += 1
+        role.last_error = error
+        delay = backoff_delay(role.failures, self._policy, self._rng)
+        role.retry_at = self._clock() + delay
+        current = self._cache.get(role.key)
+        keeping = (
+            f"serving the current credentials until {wire_time(current.expiration)}"
+            if current
+            else "no valid credentials to serve"
+        )
+        log.warning(
+            "refresh failed role=%s attempt=%d retry_in=%.1fs (%s): %s",
+            role.name,
+            role.failures,
+            delay.total_seconds(),
+            keeping,
+            error,
+        )
+
+    def due_at(self, name: str) -> datetime:
+        """When this role next needs a fetch (now, if it has nothing valid)."""
+        role = self._roles[name]
+        now = self._clock()
+        creds = self._cache.get(role.key)
+        due = refresh_at(creds, self._policy) if creds is not None else now
+        if role.retry_at is not None:
+            due = max(due, role.retry_at)
+        return due
+
+    async def tick(self) -> float:
+        """Start every fetch that is due by the clock; return seconds until the next one is
+        due, at most `max_sleep` (the wall clock is re-read then: it jumps after a sleep)."""
+        now = self._clock()
+        next_due = now + self._policy.max_sleep
+        for name, role in self._roles.items():
+            due = self.due_at(name)
+            if due <= now:
+                self._flight(role)
+            else:
+                next_due = min(next_due, due)
+        await asyncio.sleep(0)  # let the started fetches begin
+        return max(0.0, (next_due - now).total_seconds())
+
+    async def run(self) -> None:
+        """The background refresher; runs until cancelled."""
+        while True:
+            delay = await self.tick()
+            await self._sleep(max(delay, 0.05))
+
+    async def settle(self) -> None:
+        """Wait for every fetch in progress (tests, shutdown)."""
+        flights = [r.flight for r in self._roles.values() if r.flight and not r.flight.done()]
+        await asyncio.gather(*flights, return_exceptions=True)
+
+    def status(self, name: str) -> RoleStatus:
+        role = self._roles[name]
+        creds = self._cache.get(role.key)
+        return RoleStatus(
+            name=name,
+            role_arn=role.source.role_arn,
+            expiration=creds.expiration if creds else None,
+            failures=role.failures,
+            last_error=str(role.last_error) if role.last_error else None,
+            retry_at=role.retry_at,
+            fetches=role.fetches,
+        )

@@ -1,0 +1,111 @@
+"""Shared fixtures: the real app on loopback, fake clock and source, moto's STS, and the log check."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from fakes import ISSUED, ROLE_ARN, FakeClock, FakeSource, remember
+
+from imds_proxy import config
+from imds_proxy.app import create_app
+from imds_proxy.config import Config
+from imds_proxy.refresh import CredentialEngine
+from imds_proxy.tokens import TokenIssuer
+
+ROLE = "test-role"
+TTL = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN = "X-aws-ec2-metadata-token"
+
+#: Loggers the daemon lets through (logs.QUIET silences the libraries that log secrets).
+OUR_LOGGERS = ("imds_proxy", "aiohttp")
+
+
+def make_config(**values: Any) -> Config:
+    base: dict[str, Any] = {"role_arn": ROLE_ARN, "listen": ["127.0.0.1:0"]}
+    base.update(values)
+    return config.build(base)
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test: nothing our code logged contains a secret or session token issued so far."""
+    yield
+    for record in caplog.records:
+        if not record.name.startswith(OUR_LOGGERS):
+            continue
+        text = record.getMessage() + (record.exc_text or "")
+        leaked = [s for s in ISSUED if s in text]
+        assert not leaked, (
+            f"secret leaked in log line from {record.name}: {record.getMessage()[:80]}"
+        )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def source(clock: FakeClock) -> FakeSource:
+    return FakeSource(clock)
+
+
+@pytest.fixture
+def engine(source: FakeSource, clock: FakeClock) -> CredentialEngine:
+    cfg = make_config()
+    return CredentialEngine({ROLE: source}, cfg.refresh, clock, rng=random.Random(7))
+
+
+AppFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def imds(
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    engine: CredentialEngine,
+    clock: FakeClock,
+) -> AppFactory:
+    """Start the real app on loopback (fake clock, fake source, no background timer) and
+    return an HTTP client for it. Keyword arguments are config values."""
+
+    async def start(**values: Any) -> TestClient:
+        cfg = make_config(**values)
+        app: web.Application = create_app(
+            cfg,
+            engine,
+            clock=clock,
+            tokens=TokenIssuer(clock.seconds),
+            background_refresh=False,
+        )
+        return await aiohttp_client(app)
+
+    return start
+
+
+async def get_token(client: TestClient, ttl: int = 21600) -> str:
+    resp = await client.put("/latest/api/token", headers={TTL: str(ttl)})
+    assert resp.status == 200
+    return await resp.text()
+
+
+async def get_credentials(
+    client: TestClient, role: str = ROLE, extended: bool = False
+) -> dict[str, Any]:
+    token = await get_token(client)
+    kind = "security-credentials-extended" if extended else "security-credentials"
+    resp = await client.get(f"/latest/meta-data/iam/{kind}/{role}", headers={TOKEN: token})
+    assert resp.status == 200
+    doc: dict[str, Any] = json.loads(await resp.text())
+    return remember(doc)
+
+
+@pytest.fixture(autouse=True)
+def _library_debug_stays_out(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
