@@ -50,9 +50,7 @@ _SERVE = {
 
 def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
     for flag, (key, help_text) in options.items():
-        parser.add_argument(
-            flag, dest=key, action="append" if key == "listen" else "store", help=help_text
-        )
+        parser.add_argument(flag, dest=key, action="append" if key == "listen" else "store", help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, _COMMON)
     serve.set_defaults(func=cmd_serve)
 
-    sandbox = sub.add_parser(
-        "sandbox", help="run a local AWS (moto) with a role in it and serve that role"
-    )
+    sandbox = sub.add_parser("sandbox", help="run a local AWS (moto) with a role in it and serve that role")
     sandbox.add_argument(
         "--aws-port", type=int, default=0, help="port of the local AWS (default: a free one)"
     )

@@ -25,9 +25,9 @@ DEFAULT_REFRESH_AHEAD = 1800
 
 # STS limits (protocol.md §6).
 MIN_DURATION, MAX_DURATION = 900, 43200
-SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}")
-EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}")
-ROLE_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)  # AWS's \w is ASCII-only
+EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+ROLE_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
 INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
@@ -151,7 +151,7 @@ def parse_listener(value: str, key: str = "listen") -> Listener:
 def default_session_name(hostname: str | None = None) -> str:
     """`imds-proxy-<host>`, sanitised to STS's RoleSessionName pattern and length."""
     host = hostname if hostname is not None else socket.gethostname()
-    cleaned = re.sub(r"[^\w+=,.@-]", "-", host.split(".")[0])
+    cleaned = re.sub(r"[^\w+=,.@-]", "-", host.split(".")[0], flags=re.ASCII)
     return f"imds-proxy-{cleaned}"[:64].rstrip("-") or "imds-proxy"
 
 
@@ -174,9 +174,7 @@ def read_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config", f"{path} is not valid TOML ({e})", "fix the file") from None
     except OSError as e:
-        raise ConfigError(
-            "config", f"cannot read {path} ({e.strerror})", "check its permissions"
-        ) from None
+        raise ConfigError("config", f"cannot read {path} ({e.strerror})", "check its permissions") from None
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         raise ConfigError(unknown[0], f"unknown key in {path}", f"use one of: {', '.join(KEYS)}")
@@ -209,9 +207,7 @@ def load(
 ) -> Config:
     """Build the Config: CLI > environment (`IMDS_PROXY_*`) > file > defaults."""
     env_values = read_env(env)
-    file_path = config_file or (
-        Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None
-    )
+    file_path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
     file_values = read_file(file_path) if file_path else {}
     return build(merge(file_values, env_values, cli))
 
@@ -223,9 +219,7 @@ def _int(values: Mapping[str, Any], key: str, default: int, lo: int, hi: int, un
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise ConfigError(
-            key, f"{raw!r} is not a whole number", f"give {unit} from {lo} to {hi}"
-        ) from None
+        raise ConfigError(key, f"{raw!r} is not a whole number", f"give {unit} from {lo} to {hi}") from None
     if not lo <= value <= hi:
         raise ConfigError(key, f"{value} is out of range", f"give {unit} from {lo} to {hi}")
     return value
@@ -242,9 +236,7 @@ def _str(values: Mapping[str, Any], key: str) -> str | None:
 
 def _choice(values: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
     raw = values.get(key, default)
-    value = (
-        str(raw).lower() if not isinstance(raw, bool) else {True: "enabled", False: "disabled"}[raw]
-    )
+    value = str(raw).lower() if not isinstance(raw, bool) else {True: "enabled", False: "disabled"}[raw]
     if value not in choices:
         raise ConfigError(key, f"{raw!r} is not allowed", f"use one of: {', '.join(choices)}")
     return value
@@ -315,9 +307,7 @@ def build(values: Mapping[str, Any]) -> Config:
     if isinstance(raw_listen, str):
         raw_listen = [raw_listen]
     if not isinstance(raw_listen, list | tuple) or not raw_listen:
-        raise ConfigError(
-            "listen", "needs at least one HOST:PORT", f'e.g. listen = ["{DEFAULT_LISTEN}"]'
-        )
+        raise ConfigError("listen", "needs at least one HOST:PORT", f'e.g. listen = ["{DEFAULT_LISTEN}"]')
     listeners = tuple(dict.fromkeys(parse_listener(str(v)) for v in raw_listen))
 
     identity_region = region or DEFAULT_REGION

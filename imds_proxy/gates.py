@@ -14,8 +14,16 @@ log = logging.getLogger("imds_proxy.gates")
 
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN_PATH = "/latest/api/token"
 #: Headers only browsers send. A page in a browser must never read credentials.
 _BROWSER_HEADERS = ("Origin", "Sec-Fetch-Mode", "Sec-Fetch-Site")
+
+
+def normalize(path: str) -> str:
+    """One form per path: `//` collapsed and no trailing slash, so every path answers with
+    and without one (clients ask for both). We route on this form ourselves because
+    aiohttp's normalize_path_middleware answers with redirects, which SDKs do not follow."""
+    return "/" + "/".join(part for part in path.split("/") if part)
 
 
 def refuse(request: web.Request, status: int, reason: str) -> web.Response:
@@ -67,8 +75,8 @@ async def request_gate(request: web.Request, handler: Handler) -> web.StreamResp
 async def token_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """IMDSv2: every GET needs a valid session token (HttpTokens=required), unless IMDSv1
     is enabled, in which case only a *missing* token is let through."""
-    if request.method not in ("GET", "HEAD"):
-        return await handler(request)
+    if request.method not in ("GET", "HEAD") or normalize(request.rel_url.path) == TOKEN_PATH:
+        return await handler(request)  # the handler answers 405 to these
     token = request.headers.get(TOKEN_HEADER)
     if token is None:
         if request.app[appkeys.CONFIG].imdsv1:

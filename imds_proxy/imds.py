@@ -12,24 +12,16 @@ from aiohttp import web
 from imds_proxy import appkeys, metadata
 from imds_proxy.credentials import Credentials, imds_error_document, to_json
 from imds_proxy.errors import CredentialsUnavailable
-from imds_proxy.gates import TTL_HEADER, refuse
+from imds_proxy.gates import TOKEN_PATH, TTL_HEADER, normalize, refuse
 from imds_proxy.tokens import parse_ttl
 
 log = logging.getLogger("imds_proxy.imds")
 
-TOKEN_PATH = "/latest/api/token"
 CREDS = "/latest/meta-data/iam/security-credentials"
 CREDS_EXT = "/latest/meta-data/iam/security-credentials-extended"
 _VERSIONED_TOKEN = re.compile(r"/[0-9-]+/api/token")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def normalize(path: str) -> str:
-    """One form per path: `//` collapsed and no trailing slash, so every path answers with
-    and without one (clients ask for both). We route on this form ourselves because
-    aiohttp's normalize_path_middleware answers with redirects, which SDKs do not follow."""
-    return "/" + "/".join(part for part in path.split("/") if part)
 
 
 def text(body: str) -> web.Response:
@@ -81,9 +73,7 @@ def static_tree(app: web.Application) -> dict[str, str]:
         CREDS_EXT: role,
         "/latest/dynamic": listing("instance-identity/"),
         "/latest/dynamic/instance-identity": listing("document"),
-        "/latest/dynamic/instance-identity/document": to_json(
-            metadata.identity_document(ident, started)
-        ),
+        "/latest/dynamic/instance-identity/document": to_json(metadata.identity_document(ident, started)),
     }
 
 

@@ -28,18 +28,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
-def setup(
-    fmt: Literal["text", "json"] = "text", level: str = "INFO", stream: TextIO | None = None
-) -> None:
+def setup(fmt: Literal["text", "json"] = "text", level: str = "INFO", stream: TextIO | None = None) -> None:
     """Configure the root logger for the daemon (stderr by default)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-            )
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

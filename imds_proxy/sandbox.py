@@ -95,9 +95,7 @@ def create_default_role(aws: LocalAws, name: str = DEFAULT_ROLE) -> str:
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}
-                ],
+                "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}],
             }
         ),
     )

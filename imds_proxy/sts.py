@@ -30,9 +30,7 @@ log = logging.getLogger("imds_proxy.sts")
 
 #: STS answers in well under a second; a stuck connection must not hold a refresh forever.
 #: botocore's own retries cover throttling and transient errors (standard mode, 3 attempts).
-_BOTO_CONFIG = BotoConfig(
-    connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
-)
+_BOTO_CONFIG = BotoConfig(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
 _INVALID_SOURCE = {
     "InvalidClientTokenId",
     "SignatureDoesNotMatch",
@@ -56,27 +54,21 @@ def default_client(spec: RoleSpec) -> STSClient:
             "check --source-profile or AWS_CONFIG_FILE"
         ) from None
     region = spec.region or session.region_name or "us-east-1"
-    return session.client(
-        "sts", region_name=region, endpoint_url=spec.sts_endpoint_url, config=_BOTO_CONFIG
-    )
+    return session.client("sts", region_name=region, endpoint_url=spec.sts_endpoint_url, config=_BOTO_CONFIG)
 
 
 def classify(error: Exception, spec: RoleSpec) -> SourceError:
     """Turn a botocore failure into one of our error types, with AWS's message passed on."""
     role = spec.role_arn
     if isinstance(error, bce.NoCredentialsError | bce.PartialCredentialsError):
-        where = (
-            f"profile {spec.source_profile!r}" if spec.source_profile else "boto3's default chain"
-        )
+        where = f"profile {spec.source_profile!r}" if spec.source_profile else "boto3's default chain"
         return SourceCredentialsMissing(
             f"no credentials to call STS with (looked in {where}); configure AWS credentials "
             "(aws configure, AWS_PROFILE, or --source-profile)"
         )
     if isinstance(error, bce.ProfileNotFound | bce.CredentialRetrievalError):
         return SourceCredentialsMissing(f"cannot load our own credentials: {error}")
-    if isinstance(
-        error, bce.EndpointConnectionError | bce.ConnectTimeoutError | bce.ReadTimeoutError
-    ):
+    if isinstance(error, bce.EndpointConnectionError | bce.ConnectTimeoutError | bce.ReadTimeoutError):
         return SourceError(f"cannot reach STS ({error}); check the network or --region")
     if not isinstance(error, bce.ClientError):
         return SourceError(f"AssumeRole {role} failed: {type(error).__name__}: {error}")
@@ -129,9 +121,7 @@ class AssumeRoleSource:
     """AssumeRole with the spec's parameters; the boto3 client is made once (clients are
     thread-safe, sessions are not) and every call runs in a worker thread."""
 
-    def __init__(
-        self, spec: RoleSpec, clock: Clock, client_factory: ClientFactory = default_client
-    ):
+    def __init__(self, spec: RoleSpec, clock: Clock, client_factory: ClientFactory = default_client):
         self.spec = spec
         self._clock = clock
         self._factory = client_factory

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from collections.abc import Callable
@@ -19,7 +20,7 @@ _MAC_BYTES = 20
 
 def parse_ttl(raw: str | None) -> int | None:
     """The TTL header as an int in 1..21600, or None when missing or invalid."""
-    if raw is None or not raw.strip().isdigit():
+    if raw is None or not re.fullmatch(r"[0-9]{1,6}", raw.strip()):
         return None
     ttl = int(raw.strip())
     return ttl if MIN_TTL <= ttl <= MAX_TTL else None

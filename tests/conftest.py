@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from fakes import ISSUED, ROLE_ARN, FakeClock, FakeSource, remember
 
 from imds_proxy import config
 from imds_proxy.app import create_app
 from imds_proxy.config import Config
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.tokens import TokenIssuer
+
+from fakes import ISSUED, ROLE_ARN, FakeClock, FakeSource, remember
 
 ROLE = "test-role"
 TTL = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -42,9 +43,7 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
             continue
         text = record.getMessage() + (record.exc_text or "")
         leaked = [s for s in ISSUED if s in text]
-        assert not leaked, (
-            f"secret leaked in log line from {record.name}: {record.getMessage()[:80]}"
-        )
+        assert not leaked, f"secret leaked in log line from {record.name}: {record.getMessage()[:80]}"
 
 
 @pytest.fixture
@@ -95,9 +94,7 @@ async def get_token(client: TestClient, ttl: int = 21600) -> str:
     return await resp.text()
 
 
-async def get_credentials(
-    client: TestClient, role: str = ROLE, extended: bool = False
-) -> dict[str, Any]:
+async def get_credentials(client: TestClient, role: str = ROLE, extended: bool = False) -> dict[str, Any]:
     token = await get_token(client)
     kind = "security-credentials-extended" if extended else "security-credentials"
     resp = await client.get(f"/latest/meta-data/iam/{kind}/{role}", headers={TOKEN: token})

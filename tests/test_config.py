@@ -1,0 +1,155 @@
+"""Configuration: precedence, validation into frozen objects, one-line errors naming key and fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from imds_proxy import config
+from imds_proxy.config import Listener, default_session_name, load, parse_listener
+from imds_proxy.errors import ConfigError
+
+from fakes import ROLE_ARN
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "imds-proxy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    cfg = config.build({"role_arn": ROLE_ARN})
+    assert cfg.listeners == (Listener("127.0.0.1", 8169),)
+    assert cfg.role.duration == 3600
+    assert cfg.refresh.refresh_ahead == timedelta(minutes=30)
+    assert cfg.imdsv1 is False
+    assert cfg.identity.region == "us-east-1" and cfg.identity.availability_zone == "us-east-1a"
+    assert cfg.identity.account_id == "123456789012"
+    assert cfg.role.session_name.startswith("imds-proxy-")
+
+
+def test_config_is_immutable() -> None:
+    cfg = config.build({"role_arn": ROLE_ARN})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.imdsv1 = True  # type: ignore[misc]
+
+
+def test_cli_beats_environment_beats_file_beats_defaults(tmp_path: Path) -> None:
+    file = write(tmp_path, f'role_arn = "{ROLE_ARN}"\nduration = 1000\nregion = "eu-west-1"\nimdsv1 = true\n')
+    env = {"IMDS_PROXY_DURATION": "2000", "IMDS_PROXY_REGION": "eu-central-1"}
+    cfg = load({"duration": "3000"}, env, file)
+    assert cfg.role.duration == 3000  # CLI
+    assert cfg.role.region == "eu-central-1"  # environment
+    assert cfg.imdsv1 is True  # file
+    assert cfg.role.external_id is None  # default
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    file = write(tmp_path, f'role_arn = "{ROLE_ARN}"\nlisten = ["127.0.0.1:9000", "[::1]:9000"]\n')
+    cfg = load({}, {"IMDS_PROXY_CONFIG": str(file)})
+    assert cfg.listeners == (Listener("127.0.0.1", 9000), Listener("::1", 9000))
+
+
+def test_listen_from_environment_is_comma_separated() -> None:
+    cfg = load({}, {"IMDS_PROXY_ROLE_ARN": ROLE_ARN, "IMDS_PROXY_LISTEN": "127.0.0.1:1, [::1]:2"})
+    assert [str(listener) for listener in cfg.listeners] == ["127.0.0.1:1", "[::1]:2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:8169", Listener("127.0.0.1", 8169)),
+        ("[::1]:8169", Listener("::1", 8169)),
+        ("[fd00:ec2::254]:80", Listener("fd00:ec2::254", 80)),
+        ("localhost:80", Listener("localhost", 80)),
+    ],
+)
+def test_listener_forms(value: str, expected: Listener) -> None:
+    assert parse_listener(value) == expected
+
+
+@pytest.mark.parametrize("value", ["8169", "::1:8169", "[nothex]:1", "127.0.0.1:99999", "127.0.0.1:", ""])
+def test_bad_listener_names_the_key_and_the_form(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^config error: listen: .*HOST:PORT|port"):
+        parse_listener(value)
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({}, "role_arn"),
+        ({"role_arn": "arn:aws:iam::123:role/x"}, "role_arn"),
+        ({"role_arn": "arn:aws:iam::123456789012:user/bob"}, "role_arn"),
+        ({"duration": "899"}, "duration"),
+        ({"duration": "43201"}, "duration"),
+        ({"duration": "1h"}, "duration"),
+        ({"role_session_name": "has space"}, "role_session_name"),
+        ({"role_session_name": "x"}, "role_session_name"),
+        ({"external_id": "a"}, "external_id"),
+        ({"region": "mars"}, "region"),
+        ({"imdsv1": "maybe"}, "imdsv1"),
+        ({"refresh_ahead": "1801"}, "refresh_ahead"),  # over half of 3600
+        ({"refresh_ahead": "10"}, "refresh_ahead"),
+        ({"availability_zone": "eu-west-1a"}, "availability_zone"),  # region is us-east-1
+        ({"instance_id": "i-xyz"}, "instance_id"),
+        ({"log_format": "xml"}, "log_format"),
+        ({"sts_endpoint_url": "sts.example.com"}, "sts_endpoint_url"),
+        ({"listen": []}, "listen"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_fix(values: dict[str, str], key: str) -> None:
+    base = {"role_arn": ROLE_ARN} if key != "role_arn" else {}
+    with pytest.raises(ConfigError) as raised:
+        config.build({**base, **values})
+    assert raised.value.key == key
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"config error: {key}: ")
+    assert raised.value.fix
+
+
+def test_refresh_ahead_defaults_to_half_a_short_session() -> None:
+    cfg = config.build({"role_arn": ROLE_ARN, "duration": 900})
+    assert cfg.refresh.refresh_ahead == timedelta(seconds=450)
+
+
+def test_unknown_file_key_is_refused(tmp_path: Path) -> None:
+    file = write(tmp_path, f'role_arn = "{ROLE_ARN}"\nrole_ar = "x"\n')
+    with pytest.raises(ConfigError, match="role_ar: unknown key"):
+        load({}, {}, file)
+
+
+def test_broken_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    file = write(tmp_path, "role_arn = \n")
+    with pytest.raises(ConfigError, match="not valid TOML") as raised:
+        load({}, {}, file)
+    assert "\n" not in str(raised.value)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load({}, {}, tmp_path / "nope.toml")
+
+
+def test_wrong_type_in_file_is_refused(tmp_path: Path) -> None:
+    file = write(tmp_path, f'role_arn = "{ROLE_ARN}"\nexternal_id = 12\n')
+    with pytest.raises(ConfigError, match="external_id"):
+        load({}, {}, file)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("laptop.example.com", "imds-proxy-laptop"),
+        ("my host!", "imds-proxy-my-host-"[:-1]),
+        ("x" * 80, ("imds-proxy-" + "x" * 80)[:64]),
+        ("ünï", "imds-proxy--n"),
+    ],
+)
+def test_default_session_name_fits_sts_pattern(host: str, expected: str) -> None:
+    name = default_session_name(host)
+    assert name == expected
+    assert config.SESSION_NAME_RE.fullmatch(name)

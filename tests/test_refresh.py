@@ -1,0 +1,248 @@
+"""The credential engine, driven by a fake clock and a fake source: no sleeps, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+
+import pytest
+
+from imds_proxy.config import RefreshPolicy
+from imds_proxy.errors import AssumeRoleDenied, CredentialsUnavailable, SourceError
+from imds_proxy.refresh import CredentialEngine, backoff_delay, refresh_at, serve_floor
+
+from conftest import ROLE
+from fakes import FakeClock, FakeSource
+
+POLICY = RefreshPolicy()  # refresh_ahead 30 min, lead 5 min, margin 60 s
+
+
+def make_engine(source: FakeSource, clock: FakeClock, policy: RefreshPolicy = POLICY) -> CredentialEngine:
+    return CredentialEngine({ROLE: source}, policy, clock, rng=random.Random(1))
+
+
+async def test_refresh_is_due_lead_before_the_serve_floor(source: FakeSource, clock: FakeClock) -> None:
+    creds = await source.fetch()
+    assert serve_floor(creds, POLICY) == timedelta(minutes=30)
+    assert refresh_at(creds, POLICY) == clock() + timedelta(minutes=25)
+
+
+async def test_short_sessions_get_a_floor_of_half_their_life(clock: FakeClock) -> None:
+    creds = await FakeSource(clock, lifetime=timedelta(minutes=15)).fetch()
+    assert serve_floor(creds, POLICY) == timedelta(minutes=7, seconds=30)
+    # lead shrinks to half of what is left above the floor
+    assert refresh_at(creds, POLICY) == clock() + timedelta(minutes=3, seconds=45)
+
+
+async def test_cached_credentials_are_served_without_a_fetch(source: FakeSource, clock: FakeClock) -> None:
+    engine = make_engine(source, clock)
+    first = await engine.get(ROLE)
+    clock.advance(minutes=10)
+    assert await engine.get(ROLE) is first
+    assert source.calls == 1
+
+
+async def test_every_served_credential_keeps_refresh_ahead_while_sts_answers(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    for _ in range(6 * 60):  # six hours, minute by minute, the timer doing its work
+        clock.advance(minutes=1)
+        await engine.tick()
+        await engine.settle()
+        creds = await engine.get(ROLE)
+        assert creds.remaining(clock()) >= POLICY.refresh_ahead
+    assert 6 * 60 // 25 <= source.calls <= 6 * 60 // 25 + 2  # one fetch per 25 minutes
+
+
+async def test_timer_starts_the_refresh_at_the_due_time(source: FakeSource, clock: FakeClock) -> None:
+    engine = make_engine(source, clock)
+    first = await engine.get(ROLE)
+    delay = await engine.tick()
+    assert delay == POLICY.max_sleep.total_seconds()  # re-reads the wall clock every minute
+    clock.advance(minutes=24, seconds=59)
+    await engine.tick()
+    assert source.calls == 1
+    clock.advance(seconds=1)
+    await engine.tick()
+    await engine.settle()
+    assert source.calls == 2
+    assert (await engine.get(ROLE)).access_key_id != first.access_key_id
+
+
+async def test_tick_sleeps_only_until_the_next_due_time(source: FakeSource, clock: FakeClock) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    clock.advance(minutes=24, seconds=30)
+    assert await engine.tick() == 30.0
+
+
+async def test_after_a_laptop_sleep_the_first_request_waits_for_fresh_credentials(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    engine = make_engine(source, clock)
+    old = await engine.get(ROLE)
+    clock.advance(hours=3)  # lid closed: no timer ran, the credentials expired meanwhile
+    new = await engine.get(ROLE)
+    assert new.access_key_id != old.access_key_id
+    assert new.remaining(clock()) == timedelta(hours=1)
+
+
+async def test_stale_but_valid_credentials_are_replaced_before_serving(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    engine = make_engine(source, clock)
+    old = await engine.get(ROLE)
+    clock.advance(minutes=40)  # 20 min left: under refresh_ahead, the timer did not run
+    new = await engine.get(ROLE)
+    assert new.access_key_id != old.access_key_id
+    assert source.calls == 2
+
+
+async def test_sts_failure_keeps_serving_valid_credentials(source: FakeSource, clock: FakeClock) -> None:
+    engine = make_engine(source, clock)
+    current = await engine.get(ROLE)
+    source.fail_with = SourceError("Throttling")
+    clock.advance(minutes=40)
+    assert await engine.get(ROLE) is current
+    assert engine.status(ROLE).failures == 1
+
+
+async def test_expired_credentials_are_never_served(source: FakeSource, clock: FakeClock) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    source.fail_with = SourceError("cannot reach STS")
+    clock.advance(minutes=59, seconds=1)  # inside the 60 s expiry margin
+    with pytest.raises(CredentialsUnavailable) as raised:
+        await engine.get(ROLE)
+    assert raised.value.cause is source.fail_with
+
+
+async def test_cold_failure_reports_the_cause(source: FakeSource, clock: FakeClock) -> None:
+    source.fail_with = AssumeRoleDenied("trust policy does not trust the caller")
+    engine = make_engine(source, clock)
+    with pytest.raises(CredentialsUnavailable, match="trust policy") as raised:
+        await engine.get(ROLE)
+    assert raised.value.code == "AssumeRoleUnauthorizedAccess"
+
+
+async def test_no_fetch_during_backoff(source: FakeSource, clock: FakeClock) -> None:
+    source.fail_with = SourceError("Throttling")
+    engine = make_engine(source, clock)
+    with pytest.raises(CredentialsUnavailable):
+        await engine.get(ROLE)
+    retry_at = engine.status(ROLE).retry_at
+    assert retry_at is not None and retry_at > clock()
+    for _ in range(50):
+        with pytest.raises(CredentialsUnavailable):
+            await engine.get(ROLE)
+    assert source.calls == 1
+
+
+async def test_backoff_grows_exponentially_to_the_cap() -> None:
+    class Max(random.Random):
+        def random(self) -> float:
+            return 1.0
+
+    ceilings = [backoff_delay(n, POLICY, Max()).total_seconds() for n in range(1, 12)]
+    assert ceilings == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+
+
+async def test_backoff_is_fully_jittered() -> None:
+    rng = random.Random(3)
+    delays = {backoff_delay(6, POLICY, rng).total_seconds() for _ in range(100)}
+    assert min(delays) < 8 and max(delays) > 24 and max(delays) <= 32
+
+
+async def test_recovery_after_failures(source: FakeSource, clock: FakeClock) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    source.fail_with = SourceError("Throttling")
+    clock.advance(minutes=25)
+    for _ in range(4):  # the timer retries after each backoff
+        await engine.tick()
+        await engine.settle()
+        clock.advance(minutes=1)
+    failures = engine.status(ROLE).failures
+    assert failures >= 2
+    source.fail_with = None
+    clock.advance(minutes=5)  # past any backoff so far
+    await engine.tick()
+    await engine.settle()
+    status = engine.status(ROLE)
+    assert status.failures == 0 and status.last_error is None
+    assert (await engine.get(ROLE)).remaining(clock()) == timedelta(hours=1)
+
+
+async def test_concurrent_cold_requests_share_one_fetch(source: FakeSource, clock: FakeClock) -> None:
+    source.gate = asyncio.Event()
+    engine = make_engine(source, clock)
+    waiters = [asyncio.create_task(engine.get(ROLE)) for _ in range(200)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    results = await asyncio.gather(*waiters)
+    assert source.calls == 1
+    assert len({c.access_key_id for c in results}) == 1
+
+
+async def test_concurrent_cold_failure_is_one_fetch_for_all(source: FakeSource, clock: FakeClock) -> None:
+    source.gate = asyncio.Event()
+    source.fail_with = SourceError("Throttling")
+    engine = make_engine(source, clock)
+    waiters = [asyncio.create_task(engine.get(ROLE)) for _ in range(50)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert source.calls == 1
+    assert all(isinstance(r, CredentialsUnavailable) for r in results)
+
+
+async def test_concurrent_requests_during_refresh_share_one_fetch(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    clock.advance(minutes=45)
+    source.gate = asyncio.Event()
+    waiters = [asyncio.create_task(engine.get(ROLE)) for _ in range(100)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    await asyncio.gather(*waiters)
+    assert source.calls == 2
+
+
+async def test_short_lived_credentials_do_not_make_every_request_fetch(clock: FakeClock) -> None:
+    source = FakeSource(clock, lifetime=timedelta(minutes=20))  # shorter than refresh_ahead
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    for _ in range(100):
+        await engine.get(ROLE)
+    assert source.calls == 1
+
+
+async def test_a_crashing_source_is_contained(source: FakeSource, clock: FakeClock) -> None:
+    class Broken(FakeSource):
+        async def fetch(self):  # type: ignore[no-untyped-def]
+            raise KeyError("Credentials")
+
+    engine = make_engine(Broken(clock), clock)
+    with pytest.raises(CredentialsUnavailable, match="unexpected KeyError"):
+        await engine.get(ROLE)
+
+
+async def test_a_failed_background_refresh_leaves_no_unretrieved_exception(
+    source: FakeSource, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    source.fail_with = SourceError("Throttling")
+    clock.advance(minutes=26)
+    await engine.tick()
+    await engine.settle()
+    import gc
+
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert any("refresh failed" in r.getMessage() for r in caplog.records)
