@@ -109,19 +109,20 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from imds_proxy import sandbox
 
     values = config.merge(config.read_env(os.environ), _cli_values(args))
-    values.pop("role_arn", None)
+    values.update(role_arn=sandbox.DEFAULT_ROLE_ARN, region=sandbox.REGION)
+    values.pop("sts_endpoint_url", None)
+    cfg = config.build(values)  # validate everything before starting anything
     # Log from the start: the local AWS logs while the scenario is created.
-    logs.setup(values.get("log_format", "text"), str(values.get("log_level", "info")).upper())
+    logs.setup(cfg.log_format, cfg.log_level)
     aws = sandbox.LocalAws(port=args.aws_port).start()
     try:
-        role_arn = sandbox.create_default_role(aws)
-        values.update(role_arn=role_arn, region=sandbox.REGION, sts_endpoint_url=aws.url)
-        cfg = config.build(values)
+        sandbox.create_default_role(aws)
 
         def ready(bound: list[Listener]) -> None:
             print(sandbox.exports(bound[0].url, aws.url), flush=True)
             print(
-                f"imds-proxy sandbox: serving {role_arn} on {bound[0].url} (local AWS {aws.url}).\n"
+                f"imds-proxy sandbox: serving {cfg.role.role_arn} on {bound[0].url} "
+                f"(local AWS {aws.url}).\n"
                 "In another shell, run the export lines above, then try:\n"
                 "  aws sts get-caller-identity\n"
                 "Ctrl-C stops.",

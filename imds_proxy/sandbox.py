@@ -18,6 +18,7 @@ log = logging.getLogger("imds_proxy.sandbox")
 
 SANDBOX_ACCOUNT = "123456789012"  # moto's default account
 DEFAULT_ROLE = "imds-proxy-sandbox"
+DEFAULT_ROLE_ARN = f"arn:aws:iam::{SANDBOX_ACCOUNT}:role/{DEFAULT_ROLE}"
 REGION = "us-east-1"
 #: moto accepts any key pair while IAM is not enforced; these are AWS's documented examples.
 _SETUP_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")

@@ -106,3 +106,14 @@ async def get_credentials(client: TestClient, role: str = ROLE, extended: bool =
 @pytest.fixture(autouse=True)
 def _library_debug_stays_out(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[Any]:
+    """moto's server on a loopback port for the whole session, with the sandbox role in it."""
+    from imds_proxy import sandbox
+
+    aws = sandbox.LocalAws(port=0).start()
+    aws.role_arn = sandbox.create_default_role(aws)
+    yield aws
+    aws.stop()

@@ -1,0 +1,115 @@
+"""Running the imds-proxy command as a real process, isolated from the user's AWS set-up."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+#: Variables that would let an SDK find credentials other than ours (or reach real AWS).
+AWS_LEAKS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_EC2_METADATA_DISABLED",
+)
+
+
+def isolated_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The current environment without AWS credentials, profiles or config files."""
+    env = {k: v for k, v in os.environ.items() if k not in AWS_LEAKS and not k.startswith("IMDS_PROXY_")}
+    env.update(
+        HOME=str(home),
+        AWS_CONFIG_FILE=str(home / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-credentials"),
+    )
+    env.update(extra or {})
+    return env
+
+
+def run(args: list[str], env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `imds-proxy ARGS` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "imds_proxy", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class Daemon:
+    """A running `imds-proxy` process whose output lines are collected as they come."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._lines: queue.Queue[tuple[str, str]] = queue.Queue()
+        for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            threading.Thread(target=self._pump, args=(name, stream), daemon=True).start()
+
+    def _pump(self, name: str, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            getattr(self, name).append(line.rstrip("\n"))
+            self._lines.put((name, line))
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        """The first output line (either stream) matching pattern; fails if the process ends."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        for line in self.stdout + self.stderr:
+            if m := rx.search(line):
+                return m
+        while time.monotonic() < deadline:
+            try:
+                _, line = self._lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            if m := rx.search(line):
+                return m
+        raise AssertionError(f"no line matching {pattern!r}; stderr:\n" + "\n".join(self.stderr[-20:]))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+@contextmanager
+def daemon(args: list[str], env: Mapping[str, str]) -> Iterator[Daemon]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imds_proxy", *args],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    d = Daemon(proc)
+    try:
+        yield d
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -1,0 +1,169 @@
+"""The command line as a user runs it: real processes, exit codes, one-line errors, signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import TOKEN, TTL
+from fakes import ROLE_ARN
+from procs import daemon, isolated_env, run
+
+SOURCE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-secret-key"}
+
+
+def one_line_error(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("imds-proxy: ")
+    return lines[0]
+
+
+def fetch_credentials(base: str) -> dict[str, Any]:
+    put = urllib.request.Request(f"{base}latest/api/token", method="PUT", headers={TTL: "60"})
+    with urllib.request.urlopen(put, timeout=10) as r:
+        token = r.read().decode()
+    get = urllib.request.Request(f"{base}latest/meta-data/iam/security-credentials/", headers={TOKEN: token})
+    with urllib.request.urlopen(get, timeout=10) as r:
+        role = r.read().decode()
+    get = urllib.request.Request(
+        f"{base}latest/meta-data/iam/security-credentials/{role}", headers={TOKEN: token}
+    )
+    with urllib.request.urlopen(get, timeout=10) as r:
+        doc: dict[str, Any] = json.loads(r.read())
+    return doc
+
+
+def test_python_m_and_version(tmp_path: Path) -> None:
+    result = run(["--version"], isolated_env(tmp_path))
+    assert result.returncode == 0
+    assert result.stdout.startswith("imds-proxy ")
+
+
+def test_serve_without_a_role_exits_2_naming_the_key(tmp_path: Path) -> None:
+    result = run(["serve"], isolated_env(tmp_path))
+    assert result.returncode == 2
+    assert "role_arn" in one_line_error(result.stderr)
+    assert "--role-arn" in result.stderr
+
+
+def test_bad_value_exits_2_naming_the_key_and_the_fix(tmp_path: Path) -> None:
+    result = run(["serve", "--role-arn", ROLE_ARN, "--duration", "60"], isolated_env(tmp_path))
+    assert result.returncode == 2
+    line = one_line_error(result.stderr)
+    assert "duration" in line and "900 to 43200" in line
+
+
+def test_bad_environment_value_exits_2(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path, {"IMDS_PROXY_ROLE_ARN": ROLE_ARN, "IMDS_PROXY_IMDSV1": "sometimes"})
+    result = run(["serve"], env)
+    assert result.returncode == 2
+    assert "imdsv1" in one_line_error(result.stderr)
+
+
+def test_broken_config_file_exits_2(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text("role_arn = [\n")
+    result = run(["serve", "--config", str(file)], isolated_env(tmp_path))
+    assert result.returncode == 2
+    assert "not valid TOML" in one_line_error(result.stderr)
+
+
+def test_serve_without_source_credentials_exits_1_saying_so(tmp_path: Path) -> None:
+    # IMDS off for boto3's own chain: it must not probe 169.254.169.254 from a test.
+    env = isolated_env(tmp_path, {"AWS_EC2_METADATA_DISABLED": "true"})
+    result = run(["serve", "--role-arn", ROLE_ARN, "--listen", "127.0.0.1:0"], env)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("imds-proxy:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "no credentials to call STS with" in lines[0]
+
+
+def test_unknown_source_profile_exits_1_naming_it(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path, {"AWS_EC2_METADATA_DISABLED": "true"})
+    result = run(
+        ["serve", "--role-arn", ROLE_ARN, "--source-profile", "nosuch", "--listen", "127.0.0.1:0"], env
+    )
+    assert result.returncode == 1
+    assert "'nosuch'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_runs_serves_and_stops_on_sigterm(tmp_path: Path, local_aws: Any) -> None:
+    env = isolated_env(tmp_path, SOURCE_KEYS)
+    args = ["serve", "--role-arn", local_aws.role_arn, "--sts-endpoint-url", local_aws.url]
+    args += ["--region", "us-east-1", "--listen", "127.0.0.1:0", "--log-format", "json"]
+    with daemon(args, env) as d:
+        url = d.wait_for(r"serving IMDS for role imds-proxy-sandbox on (http://\S+/)").group(1)
+        doc = fetch_credentials(url)
+        assert doc["Code"] == "Success" and doc["AccessKeyId"].startswith("ASIA")
+        assert d.stop(signal.SIGTERM) == 0
+    log = "\n".join(d.stderr)
+    assert doc["SecretAccessKey"] not in log and doc["Token"] not in log
+    records = [json.loads(line) for line in d.stderr]
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("AssumeRole ") and doc["AccessKeyId"][-4:] in m for m in messages)
+    assert any(m.startswith("served credentials") for m in messages)
+    assert not any(doc["AccessKeyId"] in m for m in messages)
+
+
+def test_port_in_use_exits_1_in_one_line(tmp_path: Path, local_aws: Any) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = isolated_env(tmp_path, SOURCE_KEYS)
+        args = ["serve", "--role-arn", local_aws.role_arn, "--sts-endpoint-url", local_aws.url]
+        result = run([*args, "--listen", f"127.0.0.1:{port}"], env)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("imds-proxy:")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_sandbox_exports_give_boto3_the_assumed_role(tmp_path: Path) -> None:
+    with daemon(["sandbox", "--listen", "127.0.0.1:0"], isolated_env(tmp_path)) as d:
+        d.wait_for(r"^export AWS_DEFAULT_REGION=")
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in d.stdout if line.startswith("export ")
+        )
+        assert exports["AWS_EC2_METADATA_SERVICE_ENDPOINT"].endswith("/")
+        code = "import boto3, json; print(json.dumps(boto3.client('sts').get_caller_identity()['Arn']))"
+        import subprocess
+
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=isolated_env(tmp_path, exports),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout).startswith("arn:aws:sts::123456789012:assumed-role/imds-proxy-sandbox/")
+        assert d.stop(signal.SIGINT) == 0
+
+
+def test_sandbox_without_moto_says_how_to_install(tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['moto'] = None; from imds_proxy.cli import main; sys.exit(main(['sandbox']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=isolated_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "pip install 'imds-proxy[sandbox]'" in one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--availability-zone"])
+def test_sandbox_validates_like_serve(tmp_path: Path, flag: str) -> None:
+    result = run(["sandbox", flag, "nonsense"], isolated_env(tmp_path))
+    assert result.returncode == 2
+    one_line_error(result.stderr)
