@@ -33,12 +33,14 @@ def create_app(
     clock: Clock = utc_now,
     token_clock: Callable[[], float] = time.time,
     tokens: TokenIssuer | None = None,
+    role: str | None = None,
     background_refresh: bool = True,
 ) -> web.Application:
-    """The IMDS application for `config`'s role, served from `engine`.
+    """The IMDS application serving `role` (default: config's default role) from `engine`.
 
-    Tests pass a fake clock and a fake-source engine, and may turn the background refresh
-    off to drive it with `engine.tick()`.
+    One app per IMDS listener; they share the engine and the token issuer, and only one
+    of them runs the background refresh. Tests pass a fake clock and a fake-source engine,
+    and may turn the background refresh off to drive it with `engine.tick()`.
     """
     app = web.Application(middlewares=[request_gate, token_gate])
     app[appkeys.CONFIG] = config
@@ -46,7 +48,7 @@ def create_app(
     app[appkeys.CLOCK] = clock
     app[appkeys.TOKENS] = tokens or TokenIssuer(token_clock)
     app[appkeys.STARTED] = clock()
-    app[appkeys.IMDS_ROLE] = config.role.name
+    app[appkeys.IMDS_ROLE] = role or config.role.name
     imds.setup(app)
     if background_refresh:
         app.cleanup_ctx.append(_refresher)

@@ -89,13 +89,13 @@ def run_daemon(
     from imds_proxy import daemon
 
     logs.setup(cfg.log_format, cfg.log_level)
-    source = AssumeRoleSource(cfg.role, utc_now, client_factory)
-    engine = CredentialEngine({cfg.role.name: source}, cfg.refresh, utc_now)
+    sources = {name: AssumeRoleSource(spec, utc_now, client_factory) for name, spec in cfg.roles.items()}
+    engine = CredentialEngine(sources, cfg.refresh, utc_now)
     try:
         asyncio.run(daemon.serve(cfg, engine, on_ready))
     except CredentialsUnavailable as e:
         cause = e.cause if e.cause is not None else e
-        print(f"imds-proxy: cannot serve role {cfg.role.name}: {cause}", file=sys.stderr)
+        print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 

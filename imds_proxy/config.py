@@ -7,9 +7,10 @@ import re
 import socket
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from imds_proxy.credentials import account_of, role_name_of
@@ -31,9 +32,9 @@ ROLE_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", r
 INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
-#: Every key the config file, the environment and the command line understand.
-KEYS = (
-    "listen",
+#: Keys that describe one role: top level (the default role) or in a `[roles.NAME]` table,
+#: where unset ones are inherited from the top level.
+ROLE_KEYS = (
     "role_arn",
     "role_session_name",
     "duration",
@@ -41,6 +42,11 @@ KEYS = (
     "region",
     "source_profile",
     "sts_endpoint_url",
+)
+#: Every key the config file, the environment and the command line understand.
+KEYS = (
+    "listen",
+    *ROLE_KEYS,
     "imdsv1",
     "refresh_ahead",
     "instance_id",
@@ -55,6 +61,9 @@ KEYS = (
 class Listener:
     host: str
     port: int
+    #: The role this listener's IMDS paths serve (None: the default role). SDKs read only
+    #: the first line of the role listing, so one IMDS listener serves one role.
+    role: str | None = None
 
     @property
     def url(self) -> str:
@@ -63,6 +72,9 @@ class Listener:
 
     def __str__(self) -> str:
         return self.url.removeprefix("http://").rstrip("/")
+
+    def bound_to(self, port: int) -> Listener:
+        return Listener(self.host, port, self.role)
 
 
 @dataclass(frozen=True)
@@ -120,20 +132,28 @@ class Identity:
 @dataclass(frozen=True)
 class Config:
     listeners: tuple[Listener, ...]
-    role: RoleSpec
+    #: Roles by name, the default role first.
+    roles: Mapping[str, RoleSpec]
     refresh: RefreshPolicy
     identity: Identity
     imdsv1: bool = False
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
-    #: Raw values after precedence, for diagnostics (never secrets: there are none).
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def role(self) -> RoleSpec:
+        """The default role: the one IMDS listeners without `=ROLE` serve."""
+        return next(iter(self.roles.values()))
+
+    def listener_role(self, listener: Listener) -> str:
+        return listener.role or next(iter(self.roles))
 
 
 def parse_listener(value: str, key: str = "listen") -> Listener:
-    """`HOST:PORT` or `[IPv6]:PORT`."""
-    fix = "write HOST:PORT, e.g. 127.0.0.1:8169 or [::1]:8169"
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
+    """`HOST:PORT` or `[IPv6]:PORT`, optionally `=ROLE` (the role this listener serves)."""
+    fix = "write HOST:PORT[=ROLE], e.g. 127.0.0.1:8169 or [::1]:8169=dev"
+    address, _, role = value.strip().partition("=")
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", address)
     if not m:
         raise ConfigError(key, f"{value!r} is not HOST:PORT", fix)
     host = m.group(1) or m.group(3)
@@ -145,7 +165,7 @@ def parse_listener(value: str, key: str = "listen") -> Listener:
             raise ConfigError(key, f"{host!r} is not an IPv6 address", fix) from None
     if not 0 <= port <= 65535:
         raise ConfigError(key, f"port {port} is out of range", "use a port from 1 to 65535")
-    return Listener(host, port)
+    return Listener(host, port, role or None)
 
 
 def default_session_name(hostname: str | None = None) -> str:
@@ -175,7 +195,7 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid TOML ({e})", "fix the file") from None
     except OSError as e:
         raise ConfigError("config", f"cannot read {path} ({e.strerror})", "check its permissions") from None
-    unknown = sorted(set(data) - set(KEYS))
+    unknown = sorted(set(data) - set(KEYS) - {"roles"})
     if unknown:
         raise ConfigError(unknown[0], f"unknown key in {path}", f"use one of: {', '.join(KEYS)}")
     return data
@@ -212,25 +232,29 @@ def load(
     return build(merge(file_values, env_values, cli))
 
 
-def _int(values: Mapping[str, Any], key: str, default: int, lo: int, hi: int, unit: str) -> int:
+def _int(
+    values: Mapping[str, Any], key: str, default: int, lo: int, hi: int, unit: str, where: str = ""
+) -> int:
     raw = values.get(key, default)
     if isinstance(raw, bool):
         raw = str(raw)
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise ConfigError(key, f"{raw!r} is not a whole number", f"give {unit} from {lo} to {hi}") from None
+        raise ConfigError(
+            where + key, f"{raw!r} is not a whole number", f"give {unit} from {lo} to {hi}"
+        ) from None
     if not lo <= value <= hi:
-        raise ConfigError(key, f"{value} is out of range", f"give {unit} from {lo} to {hi}")
+        raise ConfigError(where + key, f"{value} is out of range", f"give {unit} from {lo} to {hi}")
     return value
 
 
-def _str(values: Mapping[str, Any], key: str) -> str | None:
+def _str(values: Mapping[str, Any], key: str, where: str = "") -> str | None:
     raw = values.get(key)
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise ConfigError(key, f"{raw!r} is not a string", "quote the value")
+        raise ConfigError(where + key, f"{raw!r} is not a string", "quote the value")
     return raw.strip() or None
 
 
@@ -242,60 +266,100 @@ def _choice(values: Mapping[str, Any], key: str, default: str, choices: tuple[st
     return value
 
 
-def build(values: Mapping[str, Any]) -> Config:
-    """Validate merged raw values into a Config. Raises ConfigError naming the key and the fix."""
-    role_arn = _str(values, "role_arn")
+ROLE_NAME_RE = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+
+
+def build_role(values: Mapping[str, Any], where: str = "") -> RoleSpec:
+    """One role's keys → RoleSpec. `where` prefixes key names in errors (`roles.dev.`)."""
+
+    def err(key: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(where + key, problem, fix)
+
+    role_arn = _str(values, "role_arn", where)
     if role_arn is None:
-        raise ConfigError(
+        raise err(
             "role_arn",
             "no role to serve",
             "pass --role-arn arn:aws:iam::ACCOUNT:role/NAME (or role_arn in the config file, "
             "or IMDS_PROXY_ROLE_ARN)",
         )
     if not ROLE_ARN_RE.fullmatch(role_arn):
-        raise ConfigError(
-            "role_arn",
-            f"{role_arn!r} is not an IAM role ARN",
-            "write arn:aws:iam::123456789012:role/NAME",
+        raise err(
+            "role_arn", f"{role_arn!r} is not an IAM role ARN", "write arn:aws:iam::123456789012:role/NAME"
         )
 
-    session_name = _str(values, "role_session_name") or default_session_name()
+    session_name = _str(values, "role_session_name", where) or default_session_name()
     if not SESSION_NAME_RE.fullmatch(session_name):
-        raise ConfigError(
+        raise err(
             "role_session_name",
             f"{session_name!r} does not match STS's pattern",
             "use 2 to 64 characters from letters, digits and +=,.@-_",
         )
 
-    duration = _int(values, "duration", DEFAULT_DURATION, MIN_DURATION, MAX_DURATION, "seconds")
+    duration = _int(values, "duration", DEFAULT_DURATION, MIN_DURATION, MAX_DURATION, "seconds", where)
 
-    external_id = _str(values, "external_id")
+    external_id = _str(values, "external_id", where)
     if external_id is not None and not EXTERNAL_ID_RE.fullmatch(external_id):
-        raise ConfigError(
+        raise err(
             "external_id",
             "does not match STS's pattern",
             "use 2 to 1224 characters from letters, digits and +=,.@:/-_",
         )
 
-    region = _str(values, "region")
+    region = _str(values, "region", where)
     if region is not None and not REGION_RE.fullmatch(region):
-        raise ConfigError("region", f"{region!r} is not an AWS region name", "write e.g. eu-west-1")
+        raise err("region", f"{region!r} is not an AWS region name", "write e.g. eu-west-1")
 
-    endpoint = _str(values, "sts_endpoint_url")
+    endpoint = _str(values, "sts_endpoint_url", where)
     if endpoint is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", endpoint):
-        raise ConfigError(
-            "sts_endpoint_url", f"{endpoint!r} is not an http(s) URL", "write https://HOST[:PORT]"
-        )
+        raise err("sts_endpoint_url", f"{endpoint!r} is not an http(s) URL", "write https://HOST[:PORT]")
 
-    role = RoleSpec(
+    return RoleSpec(
         role_arn=role_arn,
         session_name=session_name,
         duration=duration,
         external_id=external_id,
         region=region,
-        source_profile=_str(values, "source_profile"),
+        source_profile=_str(values, "source_profile", where),
         sts_endpoint_url=endpoint,
     )
+
+
+def build_roles(values: Mapping[str, Any]) -> dict[str, RoleSpec]:
+    """The top-level role (named after its ARN) and every `[roles.NAME]` table, which
+    inherits the top-level role keys it does not set."""
+    tables = values.get("roles", {})
+    if not isinstance(tables, Mapping):
+        raise ConfigError("roles", "must be a table of tables", "write [roles.NAME] sections")
+    roles: dict[str, RoleSpec] = {}
+    if values.get("role_arn") is not None or not tables:
+        top = build_role(values)
+        roles[top.name] = top
+    inherited = {k: values[k] for k in ROLE_KEYS if k != "role_arn" and values.get(k) is not None}
+    for name, table in tables.items():
+        where = f"roles.{name}."
+        if not ROLE_NAME_RE.fullmatch(name):
+            raise ConfigError(f"roles.{name}", "is not a valid role name", "use letters, digits and +=,.@-_")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"roles.{name}", "must be a table", f"write [roles.{name}] with role_arn = ...")
+        unknown = sorted(set(table) - set(ROLE_KEYS))
+        if unknown:
+            raise ConfigError(where + unknown[0], "is not a role key", f"use one of: {', '.join(ROLE_KEYS)}")
+        if name in roles:
+            raise ConfigError(f"roles.{name}", "is defined twice", "give each role one name")
+        roles[name] = build_role({**inherited, **table}, where)
+    return roles
+
+
+def build(values: Mapping[str, Any]) -> Config:
+    """Validate merged raw values into a Config. Raises ConfigError naming the key and the fix."""
+    unknown = sorted(set(values) - set(KEYS) - {"roles"})
+    if unknown:
+        raise ConfigError(unknown[0], "is not a configuration key", f"use one of: {', '.join(KEYS)}, roles")
+    roles = build_roles(values)
+    role = next(iter(roles.values()))
+    duration = min(r.duration for r in roles.values())
+    region = role.region
 
     half = duration // 2
     if "refresh_ahead" in values:
@@ -309,6 +373,13 @@ def build(values: Mapping[str, Any]) -> Config:
     if not isinstance(raw_listen, list | tuple) or not raw_listen:
         raise ConfigError("listen", "needs at least one HOST:PORT", f'e.g. listen = ["{DEFAULT_LISTEN}"]')
     listeners = tuple(dict.fromkeys(parse_listener(str(v)) for v in raw_listen))
+    for listener in listeners:
+        if listener.role is not None and listener.role not in roles:
+            raise ConfigError(
+                "listen",
+                f"{listener} serves role {listener.role!r}, which is not configured",
+                f"use one of: {', '.join(roles)}",
+            )
 
     identity_region = region or DEFAULT_REGION
     az = _str(values, "availability_zone") or identity_region + "a"
@@ -318,7 +389,7 @@ def build(values: Mapping[str, Any]) -> Config:
             f"{az!r} is not {identity_region} plus one letter",
             f"write e.g. {identity_region}b (the AWS CLI derives the region by dropping the letter)",
         )
-    instance_id = _str(values, "instance_id") or default_instance_id(role_arn)
+    instance_id = _str(values, "instance_id") or default_instance_id(role.role_arn)
     if not INSTANCE_ID_RE.fullmatch(instance_id):
         raise ConfigError(
             "instance_id",
@@ -346,7 +417,7 @@ def build(values: Mapping[str, Any]) -> Config:
 
     return Config(
         listeners=listeners,
-        role=role,
+        roles=MappingProxyType(roles),
         refresh=RefreshPolicy(refresh_ahead=timedelta(seconds=ahead)),
         identity=identity,
         imdsv1=imdsv1,

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from imds_proxy.app import create_app
 from imds_proxy.config import Config, Listener
 from imds_proxy.errors import ListenError
 from imds_proxy.refresh import CredentialEngine
+from imds_proxy.tokens import TokenIssuer
 
 log = logging.getLogger("imds_proxy.daemon")
 
@@ -38,7 +40,6 @@ def sd_notify(state: str) -> None:
 
 async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
     site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
-    before = set(map(tuple, runner.addresses))
     try:
         await site.start()
     except OSError as e:
@@ -52,8 +53,7 @@ async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
             hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE"
         raise ListenError(f"cannot listen on {listener}: {e.strerror}; {hint}") from None
     # With port 0 the kernel picks the port: report the one actually bound.
-    new = [a for a in map(tuple, runner.addresses) if a not in before]
-    return Listener(listener.host, int(new[0][1]) if new else listener.port)
+    return listener.bound_to(int(runner.addresses[0][1]))
 
 
 async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | None = None) -> None:
@@ -66,16 +66,22 @@ async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = create_app(config, engine)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    tokens = TokenIssuer(time.time)
+    runners: list[web.AppRunner] = []
     try:
         for name in engine.role_names:
             creds = await engine.get(name)
             log.info("role %s ready: key=%s", name, creds.key_suffix)
-        bound = [await _bind(runner, listener) for listener in config.listeners]
-        for listener in bound:
-            log.info("serving IMDS for role %s on %s", config.role.name, listener.url)
+        bound: list[Listener] = []
+        for i, listener in enumerate(config.listeners):
+            # One app per listener, as each serves one role; the first runs the refresher.
+            role = config.listener_role(listener)
+            app = create_app(config, engine, tokens=tokens, role=role, background_refresh=i == 0)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            bound.append(await _bind(runner, listener))
+            log.info("serving IMDS for role %s on %s", role, bound[-1].url)
         if on_ready:
             on_ready(bound)
         sd_notify("READY=1")
@@ -85,4 +91,5 @@ async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | No
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()

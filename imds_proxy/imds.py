@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -42,8 +43,10 @@ def _render(creds: Credentials, extended: bool) -> str:
 def static_tree(app: web.Application) -> dict[str, str]:
     """Every path whose answer does not change while the daemon runs, rendered once."""
     config = app[appkeys.CONFIG]
-    ident = config.identity
     role = app[appkeys.IMDS_ROLE]
+    spec = config.roles[role]
+    # The instance profile is named after the role this listener serves.
+    ident = dataclasses.replace(config.identity, account_id=spec.account_id, instance_profile_name=role)
     started = app[appkeys.STARTED]
     return {
         "/": listing("latest"),

@@ -167,3 +167,27 @@ def test_sandbox_validates_like_serve(tmp_path: Path, flag: str) -> None:
     result = run(["sandbox", flag, "nonsense"], isolated_env(tmp_path))
     assert result.returncode == 2
     one_line_error(result.stderr)
+
+
+def test_each_listener_serves_its_own_role_over_ipv4_and_ipv6(tmp_path: Path, local_aws: Any) -> None:
+    import socket as s
+
+    notify = s.socket(s.AF_UNIX, s.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    file = tmp_path / "config.toml"
+    file.write_text(
+        f'sts_endpoint_url = "{local_aws.url}"\nregion = "us-east-1"\n'
+        'listen = ["127.0.0.1:0=one", "[::1]:0=two"]\n'
+        f'[roles.one]\nrole_arn = "{local_aws.role_arn}"\nrole_session_name = "first"\n'
+        f'[roles.two]\nrole_arn = "{local_aws.role_arn}"\nrole_session_name = "second"\n'
+    )
+    env = isolated_env(tmp_path, {**SOURCE_KEYS, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+    with daemon(["serve", "--config", str(file)], env) as d:
+        assert notify.recv(100) == b"READY=1"  # only after credentials and listeners are up
+        one = d.wait_for(r"serving IMDS for role one on (http://\S+/)").group(1)
+        two = d.wait_for(r"serving IMDS for role two on (http://\[::1\]:\d+/)").group(1)
+        first, second = fetch_credentials(one), fetch_credentials(two)
+        assert first["AccessKeyId"] != second["AccessKeyId"]  # one cache entry per role
+        assert d.stop() == 0
+    notify.close()

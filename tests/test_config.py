@@ -153,3 +153,52 @@ def test_default_session_name_fits_sts_pattern(host: str, expected: str) -> None
     name = default_session_name(host)
     assert name == expected
     assert config.SESSION_NAME_RE.fullmatch(name)
+
+
+def test_role_tables_inherit_top_level_role_keys(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        'region = "eu-west-1"\nduration = 1800\n'
+        'listen = ["127.0.0.1:8169=dev", "127.0.0.1:8170=prod"]\n'
+        '[roles.dev]\nrole_arn = "arn:aws:iam::111122223333:role/dev"\n'
+        '[roles.prod]\nrole_arn = "arn:aws:iam::444455556666:role/admin"\nexternal_id = "prod-42"\n'
+        "duration = 900\n",
+    )
+    cfg = load({}, {}, file)
+    assert list(cfg.roles) == ["dev", "prod"]
+    assert cfg.roles["dev"].region == "eu-west-1" and cfg.roles["dev"].duration == 1800
+    assert cfg.roles["prod"].external_id == "prod-42" and cfg.roles["prod"].duration == 900
+    assert [cfg.listener_role(listener) for listener in cfg.listeners] == ["dev", "prod"]
+    assert cfg.refresh.refresh_ahead == timedelta(seconds=450)  # half the shortest session
+    assert cfg.role is cfg.roles["dev"]  # the first is the default
+
+
+def test_top_level_role_comes_first_and_is_named_after_its_arn() -> None:
+    cfg = config.build(
+        {"role_arn": ROLE_ARN, "roles": {"other": {"role_arn": "arn:aws:iam::123456789012:role/o"}}}
+    )
+    assert list(cfg.roles) == ["test-role", "other"]
+    assert cfg.listener_role(cfg.listeners[0]) == "test-role"
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"listen": ["127.0.0.1:1=nope"]}, "listen"),
+        ({"roles": {"dev": {"role_arn": ROLE_ARN, "colour": "red"}}}, "roles.dev.colour"),
+        ({"roles": {"dev": {"role_arn": "nope"}}}, "roles.dev.role_arn"),
+        ({"roles": {"dev": {"duration": 5}}}, "roles.dev.role_arn"),
+        ({"roles": {"dev": {"role_arn": ROLE_ARN, "duration": 5}}}, "roles.dev.duration"),
+        ({"roles": {"bad name": {"role_arn": ROLE_ARN}}}, "roles.bad name"),
+        ({"roles": "dev"}, "roles"),
+    ],
+)
+def test_bad_role_tables_name_the_key(values: dict[str, object], key: str) -> None:
+    base: dict[str, object] = {} if "roles" in values else {"role_arn": ROLE_ARN}
+    with pytest.raises(ConfigError) as raised:
+        config.build({**base, **values})
+    assert raised.value.key == key
+
+
+def test_listener_role_suffix() -> None:
+    assert parse_listener("[::1]:8169=dev") == Listener("::1", 8169, "dev")
