@@ -14,32 +14,29 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-#: Variables that would let an SDK find credentials other than ours (or reach real AWS).
-AWS_LEAKS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-    "AWS_ENDPOINT_URL",
-    "AWS_EC2_METADATA_DISABLED",
-)
+
+def isolated_vars(home: Path) -> dict[str, str]:
+    """What every isolated client gets: an empty HOME, config files that do not exist, and
+    no proxy for loopback."""
+    return {
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(home / "no-such-dir" / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-such-dir" / "credentials"),
+        "NO_PROXY": "127.0.0.1,localhost,::1",
+        "no_proxy": "127.0.0.1,localhost,::1",
+    }
+
+
+def dropped(name: str) -> bool:
+    """Every AWS_* variable (keys, profiles, container URIs, endpoints, IMDS switches) and
+    our own IMDS_PROXY_* could give a process something other than what a test sets."""
+    return name.startswith(("AWS_", "IMDS_PROXY_"))
 
 
 def isolated_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The current environment without AWS credentials, profiles or config files."""
-    env = {k: v for k, v in os.environ.items() if k not in AWS_LEAKS and not k.startswith("IMDS_PROXY_")}
-    env.update(
-        HOME=str(home),
-        AWS_CONFIG_FILE=str(home / "no-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-credentials"),
-    )
+    env = {k: v for k, v in os.environ.items() if not dropped(k)}
+    env.update(isolated_vars(home))
     env.update(extra or {})
     return env
 
