@@ -107,6 +107,10 @@ class RefreshPolicy:
     #: The background refresh starts this much earlier still, so a slow or failed STS
     #: call has time to be retried before served credentials drop under refresh_ahead.
     lead: timedelta = timedelta(minutes=5)
+    #: How long a request waits for a refresh when the cached credentials are valid but
+    #: under the floor (the first request after a laptop wakes): botocore and the JS SDK
+    #: give up on IMDS after 1 s, so past this they get the still-valid ones instead.
+    stale_wait: timedelta = timedelta(seconds=0.5)
     #: Credentials closer than this to expiry count as expired (clock skew with AWS).
     expiry_margin: timedelta = timedelta(seconds=60)
     #: Exponential backoff with full jitter after STS failures.

@@ -122,11 +122,13 @@ class CredentialEngine:
                 self._flight(role)
             return creds
         # Missing, or too close to expiry (e.g. the first request after a laptop slept):
-        # wait for fresh ones unless the source is backing off after a failure.
+        # wait for fresh ones unless the source is backing off after a failure. With valid
+        # ones in hand, wait only briefly: an SDK that times out gets nothing at all.
         if self._may_call(role, now):
+            wait = None if creds is None else self._policy.stale_wait.total_seconds()
             try:
-                return await asyncio.shield(self._flight(role))
-            except SourceError:
+                return await asyncio.wait_for(asyncio.shield(self._flight(role)), wait)
+            except (SourceError, TimeoutError):
                 pass
         creds = self._cache.get(role.key)
         if creds is not None:

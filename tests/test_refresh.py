@@ -246,3 +246,32 @@ async def test_a_failed_background_refresh_leaves_no_unretrieved_exception(
     gc.collect()
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
     assert any("refresh failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_slow_refresh_serves_the_valid_stale_credentials_meanwhile(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    policy = RefreshPolicy(stale_wait=timedelta(0))  # no real waiting in a unit test
+    engine = make_engine(source, clock, policy)
+    old = await engine.get(ROLE)
+    clock.advance(minutes=40)
+    source.gate = asyncio.Event()  # STS hangs
+    assert await engine.get(ROLE) is old  # still valid: served rather than timing the SDK out
+    source.gate.set()
+    await engine.settle()
+    assert (await engine.get(ROLE)).access_key_id != old.access_key_id
+
+
+async def test_a_slow_refresh_is_awaited_when_nothing_valid_is_cached(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    policy = RefreshPolicy(stale_wait=timedelta(0))
+    engine = make_engine(source, clock, policy)
+    await engine.get(ROLE)
+    clock.advance(hours=2)
+    source.gate = asyncio.Event()
+    waiter = asyncio.create_task(engine.get(ROLE))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # expired ones are never served: it waits
+    source.gate.set()
+    assert (await waiter).remaining(clock()) == timedelta(hours=1)
