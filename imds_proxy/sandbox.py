@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import boto3
+import botocore.session
 
 from imds_proxy.errors import SandboxUnavailable
 
@@ -37,6 +38,9 @@ EC2_TRUST = {
         }
     ],
 }
+
+
+_NO_PROFILE = {"profile": (None, None, None, None)}
 
 
 class LocalAws:
@@ -73,7 +77,10 @@ class LocalAws:
 
     def client(self, service: str) -> Any:
         """A boto3 client for the local AWS with the set-up key (never the environment's)."""
-        return boto3.client(  # type: ignore[call-overload]
+        # A session of its own, blind to AWS_PROFILE: a profile named there that does not
+        # exist would otherwise stop the sandbox (boto3's default session reads it).
+        session = boto3.Session(botocore_session=botocore.session.Session(session_vars=_NO_PROFILE))
+        return session.client(  # type: ignore[call-overload]
             service,
             region_name=REGION,
             endpoint_url=self.url,

@@ -191,3 +191,10 @@ def test_each_listener_serves_its_own_role_over_ipv4_and_ipv6(tmp_path: Path, lo
         assert first["AccessKeyId"] != second["AccessKeyId"]  # one cache entry per role
         assert d.stop() == 0
     notify.close()
+
+
+def test_sandbox_ignores_a_missing_aws_profile(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path, {"AWS_PROFILE": "nope"})
+    with daemon(["sandbox", "--listen", "127.0.0.1:0"], env) as d:
+        d.wait_for(r"^export AWS_EC2_METADATA_SERVICE_ENDPOINT=")
+        assert d.stop(signal.SIGINT) == 0
