@@ -179,7 +179,11 @@ class CredentialEngine:
             if current
             else "no valid credentials to serve"
         )
-        log.warning(
+        # A role's very first fetch is reported by whoever asked for it (the start-up
+        # error line, or the request that gets the error document); later ones only here.
+        level = logging.WARNING if role.fetches > 1 else logging.DEBUG
+        log.log(
+            level,
             "refresh failed role=%s attempt=%d retry_in=%.1fs (%s): %s",
             role.name,
             role.failures,
