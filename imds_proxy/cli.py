@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imds_proxy import __version__, config, logs
+from imds_proxy import __version__, channel, config, logs
 from imds_proxy.config import Config, Listener
 from imds_proxy.credentials import utc_now
 from imds_proxy.errors import ConfigError, CredentialsUnavailable, ImdsProxyError
@@ -46,11 +46,25 @@ _SERVE = {
     ),
     "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
 }
+#: The container channel. The token itself has no option: command lines are visible to
+#: every user (ps); it comes from the config file, IMDS_PROXY_CONTAINER_TOKEN or a file.
+_CONTAINER = {
+    "--container-token-file": (
+        "container_token_file",
+        "serve container credentials at /v1/credentials[/ROLE], authorized by the token in this "
+        "file (generated if the file does not exist)",
+    ),
+    "--client": (
+        "clients",
+        "NETWORK=ROLE: clients from NETWORK get only ROLE; repeatable (needs the container endpoint)",
+    ),
+}
+_APPEND = ("listen", "clients")
 
 
 def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
     for flag, (key, help_text) in options.items():
-        parser.add_argument(flag, dest=key, action="append" if key == "listen" else "store", help=help_text)
+        parser.add_argument(flag, dest=key, action="append" if key in _APPEND else "store", help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML config file (same keys as the options)")
     _add(serve, _SERVE)
     _add(serve, _COMMON)
+    _add(serve, _CONTAINER)
     serve.set_defaults(func=cmd_serve)
 
     sandbox = sub.add_parser("sandbox", help="run a local AWS (moto) with a role in it and serve that role")
@@ -88,6 +103,7 @@ def run_daemon(
     """Set up logging, build the engine for cfg's role, run the daemon until stopped."""
     from imds_proxy import daemon
 
+    cfg = channel.resolve(cfg)  # load or generate the container token before anything runs
     logs.setup(cfg.log_format, cfg.log_level)
     sources = {name: AssumeRoleSource(spec, utc_now, client_factory) for name, spec in cfg.roles.items()}
     engine = CredentialEngine(sources, cfg.refresh, utc_now)
