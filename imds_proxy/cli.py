@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imds_proxy import __version__, channel, config, logs
+from imds_proxy import __version__, channel, config, logs, shellenv
 from imds_proxy.config import Config, Listener
 from imds_proxy.credentials import utc_now
-from imds_proxy.errors import ConfigError, CredentialsUnavailable, ImdsProxyError
+from imds_proxy.errors import CommandNotRunnable, ConfigError, CredentialsUnavailable, ImdsProxyError
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.sts import AssumeRoleSource, ClientFactory, default_client
 
@@ -88,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(sandbox, _COMMON)
     sandbox.set_defaults(func=cmd_sandbox)
+
+    run = sub.add_parser(
+        "exec",
+        help="run a command with the role's credentials (private container endpoint)",
+        usage="imds-proxy exec [OPTIONS] -- COMMAND [ARGS...]",
+        description="Run COMMAND with a role's credentials, served on a private loopback port with a fresh "
+        "token (AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN); inherited "
+        "AWS keys and profiles are removed so they cannot win. Exits with COMMAND's exit code.",
+    )
+    run.add_argument("--config", type=Path, help="TOML config file (same keys as serve's options)")
+    run.add_argument("--role", help="the configured role to use (default: the first)")
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use a local AWS (moto) and its role; the command's AWS calls go there too",
+    )
+    run.add_argument("--aws-port", type=int, default=0, help="with --sandbox: port of the local AWS")
+    _add(run, _SERVE)
+    _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+    run.set_defaults(func=cmd_exec)
     return parser
 
 
@@ -147,6 +168,89 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             )
 
         return run_daemon(cfg, lambda _spec: aws.client("sts"), ready)
+    finally:
+        aws.stop()
+
+
+def _pick_role(cfg: Config, name: str | None) -> str:
+    if name is None:
+        return next(iter(cfg.roles))
+    if name not in cfg.roles:
+        raise ConfigError("role", f"{name!r} is not configured", f"use one of: {', '.join(cfg.roles)}")
+    return name
+
+
+#: Keys about the daemon's own listeners, which exec does not open (it serves a private one).
+#: Dropped for the sandbox, whose single role they could not refer to.
+_NOT_FOR_EXEC = ("listen", "clients", "container_token", "container_token_file")
+
+
+def run_exec(
+    cfg: Config,
+    role: str,
+    command: list[str],
+    *,
+    quiet: bool,
+    client_factory: ClientFactory = default_client,
+    extra_env: dict[str, str] | None = None,
+) -> int:
+    """Serve `role` privately while `command` runs; its exit code."""
+    from imds_proxy import execute
+
+    # exec shares the terminal with the command: warnings only, unless --log-level says.
+    logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
+    for path in shellenv.shadowing_files(os.environ):
+        print(
+            f"imds-proxy: warning: the default profile in {path} has credentials, and SDKs use "
+            "them before ours; remove them or point AWS_SHARED_CREDENTIALS_FILE/AWS_CONFIG_FILE elsewhere",
+            file=sys.stderr,
+        )
+    source = AssumeRoleSource(cfg.roles[role], utc_now, client_factory)
+    engine = CredentialEngine({role: source}, cfg.refresh, utc_now)
+    try:
+        return asyncio.run(execute.run(cfg, engine, role, command, environ=os.environ, extra_env=extra_env))
+    except CredentialsUnavailable as e:
+        cause = e.cause if e.cause is not None else e
+        print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
+        return EXIT_FAILURE
+    except CommandNotRunnable as e:
+        print(f"imds-proxy: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise ConfigError("command", "nothing to run", "write imds-proxy exec [OPTIONS] -- COMMAND [ARGS...]")
+    quiet = args.log_level is None
+    if not args.sandbox:
+        cfg = config.load(_cli_values(args), os.environ, args.config)
+        return run_exec(cfg, _pick_role(cfg, args.role), command, quiet=quiet)
+
+    from imds_proxy import sandbox
+
+    values = config.merge(config.read_env(os.environ), _cli_values(args))
+    values.update(role_arn=sandbox.DEFAULT_ROLE_ARN, region=sandbox.REGION)
+    for key in ("sts_endpoint_url", *_NOT_FOR_EXEC):
+        values.pop(key, None)
+    cfg = config.build(values)  # validate everything before starting anything
+    role = _pick_role(cfg, args.role)
+    logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
+    aws = sandbox.LocalAws(port=args.aws_port).start()
+    try:
+        sandbox.create_default_role(aws)
+        # The command's own AWS calls go to the local AWS too (AWS_DEFAULT_REGION: botocore
+        # and the CLI read only that one; AWS_REGION: the JS, Go and Java SDKs).
+        extra = {
+            "AWS_ENDPOINT_URL": aws.url,
+            "AWS_REGION": sandbox.REGION,
+            "AWS_DEFAULT_REGION": sandbox.REGION,
+        }
+        return run_exec(
+            cfg, role, command, quiet=quiet, client_factory=lambda _spec: aws.client("sts"), extra_env=extra
+        )
     finally:
         aws.stop()
 
