@@ -109,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
     run.set_defaults(func=cmd_exec)
+
+    env = sub.add_parser(
+        "env",
+        help="print the shell lines that point SDKs at a running daemon",
+        description="Print what a shell needs to use the daemon the config describes: "
+        'eval "$(imds-proxy env)" (sh), imds-proxy env --shell fish | source, '
+        "imds-proxy env --shell powershell | Invoke-Expression. Never prints a secret: with "
+        "--container it points at the token file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).",
+    )
+    env.add_argument("--config", type=Path, help="TOML config file (default: $IMDS_PROXY_CONFIG)")
+    env.add_argument("--shell", choices=shellenv.SHELLS, default="sh", help="syntax to print (default sh)")
+    env.add_argument("--container", action="store_true", help="use the container endpoint instead of IMDS")
+    env.add_argument("--role", help="the configured role to use (default: the first listener's)")
+    env.set_defaults(func=cmd_env)
     return parser
 
 
@@ -253,6 +267,62 @@ def cmd_exec(args: argparse.Namespace) -> int:
         )
     finally:
         aws.stop()
+
+
+def _env_listener(cfg: Config, role: str | None) -> Listener:
+    listeners = [lst for lst in cfg.listeners if role is None or cfg.listener_role(lst) == role]
+    if not listeners:
+        raise ConfigError(
+            "listen",
+            f"no listener serves role {role!r} over IMDS",
+            f"add HOST:PORT={role} to listen, or use --container",
+        )
+    if listeners[0].port == 0:
+        raise ConfigError("listen", f"{listeners[0]} has port 0 (chosen at start)", "give it a fixed port")
+    return listeners[0]
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    cfg = config.load({}, os.environ, args.config)
+    role = _pick_role(cfg, args.role) if args.role else None
+    if not args.container:
+        listener = _env_listener(cfg, role)
+        url = channel.base_url(channel.client_host(listener), listener.port) + "/"
+        change = shellenv.imds_change(url)
+        comment = f"imds-proxy: role {cfg.listener_role(listener)} over IMDS at {url}"
+        print(shellenv.render(change, args.shell, comment))
+        return 0
+
+    settings = cfg.container
+    if settings.token_file is None:
+        what = (
+            "is set inline (container_token)"
+            if settings.token
+            else "is not set: the container endpoint is off"
+        )
+        raise ConfigError(
+            "container_token_file",
+            what,
+            "set container_token_file: env never prints the token, it points SDKs at the file",
+        )
+    listener = _env_listener(cfg, None)
+    host = channel.client_host(listener)
+    if not channel.sdk_accepts(host):
+        raise ConfigError(
+            "listen",
+            f"SDKs refuse plain-http container credentials from {host}",
+            "listen on loopback (127.0.0.1) or on 169.254.170.2, 169.254.170.23 or [fd00:ec2::23]",
+        )
+    url = channel.credentials_url(listener, role)
+    token_file = str(settings.token_file.absolute())
+    if not settings.token_file.exists():
+        print(f"imds-proxy: note: {token_file} does not exist yet; the daemon creates it", file=sys.stderr)
+    if cfg.clients.configured and cfg.clients.role_for(host) is None:
+        print(f"imds-proxy: note: {host} is not in the client map, which will refuse it", file=sys.stderr)
+    change = shellenv.container_change(url, token_file=token_file)
+    served = role or cfg.listener_role(listener)
+    print(shellenv.render(change, args.shell, f"imds-proxy: role {served} over the container endpoint {url}"))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

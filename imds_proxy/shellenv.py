@@ -1,4 +1,5 @@
-"""What a shell or a child process needs to use us: the variables to set and to unset."""
+"""What a shell or a child process needs to use us: the variables to set and to unset, and
+how sh, fish and PowerShell write that."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import configparser
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+Shell = Literal["sh", "fish", "powershell"]
+SHELLS: tuple[Shell, ...] = ("sh", "fish", "powershell")
 
 #: Credentials every SDK's chain tries before the container endpoint and IMDS: environment
 #: keys first, then a named profile or a web identity (AWS_DEFAULT_PROFILE: AWS CLI v1).
@@ -60,6 +65,33 @@ def container_change(
         pairs.append((IMDS_ENDPOINT, imds_url))
     other = TOKEN_FILE if token is not None else TOKEN
     return EnvChange(set=tuple(pairs), unset=(*CREDENTIAL_VARS, RELATIVE_URI, other))
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _fish_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ps_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render(change: EnvChange, shell: Shell, comment: str = "") -> str:
+    """The lines that make `change` in `shell` (for eval, `| source`, `| Invoke-Expression`)."""
+    lines = [f"# {comment}"] if comment else []
+    if shell == "sh":
+        lines.append("unset " + " ".join(change.unset))
+        lines += [f"export {k}={_sh_quote(v)}" for k, v in change.set]
+    elif shell == "fish":
+        lines += [f"set -q {k}; and set -e {k}" for k in change.unset]
+        lines += [f"set -gx {k} {_fish_quote(v)}" for k, v in change.set]
+    else:
+        lines += [f"Remove-Item Env:{k} -ErrorAction SilentlyContinue" for k in change.unset]
+        lines += [f"$Env:{k} = {_ps_quote(v)}" for k, v in change.set]
+    return "\n".join(lines)
 
 
 #: Settings of a `[default]` profile that give SDKs credentials before they look at the
