@@ -123,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--container", action="store_true", help="use the container endpoint instead of IMDS")
     env.add_argument("--role", help="the configured role to use (default: the first listener's)")
     env.set_defaults(func=cmd_env)
+
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the running daemon serves valid credentials on every listener",
+        description="Ask each listener, over IMDSv2, for its role's credentials; exit 0 when all are "
+        "valid, 1 otherwise. For Docker's HEALTHCHECK and Kubernetes probes.",
+    )
+    health.add_argument("--config", type=Path, help="TOML config file (default: $IMDS_PROXY_CONFIG)")
+    health.add_argument("--listen", help="probe this HOST:PORT instead of the configured listeners")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds per request (default 3)")
+    health.set_defaults(func=cmd_healthcheck)
     return parser
 
 
@@ -322,6 +333,22 @@ def cmd_env(args: argparse.Namespace) -> int:
     change = shellenv.container_change(url, token_file=token_file)
     served = role or cfg.listener_role(listener)
     print(shellenv.render(change, args.shell, f"imds-proxy: role {served} over the container endpoint {url}"))
+    return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from imds_proxy import probe
+
+    if args.listen:
+        listeners: tuple[Listener, ...] = (config.parse_listener(args.listen),)
+    else:
+        listeners = config.load({}, os.environ, args.config).listeners
+    try:
+        for listener in listeners:
+            print(probe.check(listener, utc_now, args.timeout))
+    except probe.Unhealthy as e:
+        print(f"imds-proxy: unhealthy: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 

@@ -1,8 +1,9 @@
-"""The container channel's commands as a user runs them: `serve` with a token file and `env`
-(what a shell needs, never a secret)."""
+"""The container channel's commands as a user runs them: `serve` with a token file, `env`
+(what a shell needs, never a secret) and `healthcheck` (what Docker's HEALTHCHECK runs)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 
 from imds_proxy import cli, shellenv
+from imds_proxy.errors import AssumeRoleDenied
 
-from container_support import TOKEN
+from container_support import TOKEN, ServerFactory, now_clock, serve, two_roles
 from fakes import ROLE_ARN
 from procs import daemon, isolated_env
 
@@ -168,3 +170,49 @@ def test_fish_and_powershell_lines() -> None:
     ps = shellenv.render(change, "powershell").splitlines()
     assert "$Env:AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE = '/run/it''s'" in ps
     assert "Remove-Item Env:AWS_PROFILE -ErrorAction SilentlyContinue" in ps
+
+
+# --- healthcheck ---------------------------------------------------------------------------
+
+
+async def healthcheck(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = await asyncio.to_thread(cli.main, ["healthcheck", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_healthcheck_passes_when_credentials_are_served(
+    aiohttp_server: ServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = await serve(aiohttp_server, two_roles(), now_clock())
+    code, out, _ = await healthcheck(capsys, "--listen", f"127.0.0.1:{served.port}")
+    assert code == 0
+    assert out.startswith("healthy: role one on http://127.0.0.1:") and "valid for 59 min" in out
+
+
+async def test_healthcheck_fails_saying_why_when_the_role_is_unusable(
+    aiohttp_server: ServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = await serve(aiohttp_server, two_roles(), now_clock())
+    served.sources["one"].fail_with = AssumeRoleDenied("the trust policy does not trust the caller")
+    code, _, err = await healthcheck(capsys, "--listen", f"127.0.0.1:{served.port}")
+    assert code == 1
+    assert err.startswith("imds-proxy: unhealthy: ") and "AssumeRoleUnauthorizedAccess" in err
+
+
+async def test_healthcheck_fails_when_nothing_listens(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        code, _, err = await healthcheck(capsys, "--listen", f"127.0.0.1:{port}", "--timeout", "2")
+    assert code == 1
+    assert "no answer from" in err and len(err.strip().splitlines()) == 1
+
+
+async def test_healthcheck_reads_the_listeners_from_the_config(
+    aiohttp_server: ServerFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = await serve(aiohttp_server, two_roles(), now_clock())
+    file = config_file(tmp_path, f'listen = ["0.0.0.0:{served.port}"]\n')  # probed on 127.0.0.1
+    code, out, _ = await healthcheck(capsys, "--config", str(file))
+    assert code == 0, out
