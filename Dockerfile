@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# imds-proxy as a sidecar (recipes in the README).
+# imds-proxy as a sidecar (recipes: docs/sidecars.md).
 #
 #   docker build -t imds-proxy .
 #   docker run --rm -v "$PWD/imds-proxy.toml:/etc/imds-proxy/config.toml:ro" \
