@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/js
+WHEELS := $(VENV)/wheelhouse
 
 .PHONY: run test lint bench clean
 
@@ -12,6 +13,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[sandbox,test]'
 	touch $@
 
+# The dependencies as wheels, so tests/test_docker.py can run docker/install.sh offline.
+$(WHEELS)/.done: $(BIN)/.installed
+	$(BIN)/pip wheel --quiet -w $(WHEELS) . 'setuptools>=68'
+	rm -f $(WHEELS)/imds_proxy-*.whl
+	touch $@
+
 $(JS)/node_modules/.installed: $(JS)/package.json
 	cd $(JS) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
@@ -19,7 +26,7 @@ $(JS)/node_modules/.installed: $(JS)/package.json
 run: $(BIN)/.installed
 	$(BIN)/imds-proxy sandbox
 
-test: $(BIN)/.installed $(JS)/node_modules/.installed
+test: $(BIN)/.installed $(JS)/node_modules/.installed $(WHEELS)/.done
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

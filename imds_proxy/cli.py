@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imds_proxy import __version__, config, logs
+from imds_proxy import __version__, channel, config, logs, shellenv
 from imds_proxy.config import Config, Listener
 from imds_proxy.credentials import utc_now
-from imds_proxy.errors import ConfigError, CredentialsUnavailable, ImdsProxyError
+from imds_proxy.errors import CommandNotRunnable, ConfigError, CredentialsUnavailable, ImdsProxyError
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.sts import AssumeRoleSource, ClientFactory, default_client
 
@@ -46,11 +46,25 @@ _SERVE = {
     ),
     "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
 }
+#: The container channel. The token itself has no option: command lines are visible to
+#: every user (ps); it comes from the config file, IMDS_PROXY_CONTAINER_TOKEN or a file.
+_CONTAINER = {
+    "--container-token-file": (
+        "container_token_file",
+        "serve container credentials at /v1/credentials[/ROLE], authorized by the token in this "
+        "file (generated if the file does not exist)",
+    ),
+    "--client": (
+        "clients",
+        "NETWORK=ROLE: clients from NETWORK get only ROLE; repeatable (needs the container endpoint)",
+    ),
+}
+_APPEND = ("listen", "clients")
 
 
 def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
     for flag, (key, help_text) in options.items():
-        parser.add_argument(flag, dest=key, action="append" if key == "listen" else "store", help=help_text)
+        parser.add_argument(flag, dest=key, action="append" if key in _APPEND else "store", help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML config file (same keys as the options)")
     _add(serve, _SERVE)
     _add(serve, _COMMON)
+    _add(serve, _CONTAINER)
     serve.set_defaults(func=cmd_serve)
 
     sandbox = sub.add_parser("sandbox", help="run a local AWS (moto) with a role in it and serve that role")
@@ -73,6 +88,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(sandbox, _COMMON)
     sandbox.set_defaults(func=cmd_sandbox)
+
+    run = sub.add_parser(
+        "exec",
+        help="run a command with the role's credentials (private container endpoint)",
+        usage="imds-proxy exec [OPTIONS] -- COMMAND [ARGS...]",
+        description="Run COMMAND with a role's credentials, served on a private loopback port with a fresh "
+        "token (AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN); inherited "
+        "AWS keys and profiles are removed so they cannot win. Exits with COMMAND's exit code.",
+    )
+    run.add_argument("--config", type=Path, help="TOML config file (same keys as serve's options)")
+    run.add_argument("--role", help="the configured role to use (default: the first)")
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use a local AWS (moto) and its role; the command's AWS calls go there too",
+    )
+    run.add_argument("--aws-port", type=int, default=0, help="with --sandbox: port of the local AWS")
+    _add(run, _SERVE)
+    _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+    run.set_defaults(func=cmd_exec)
+
+    env = sub.add_parser(
+        "env",
+        help="print the shell lines that point SDKs at a running daemon",
+        description="Print what a shell needs to use the daemon the config describes: "
+        'eval "$(imds-proxy env)" (sh), imds-proxy env --shell fish | source, '
+        "imds-proxy env --shell powershell | Invoke-Expression. Never prints a secret: with "
+        "--container it points at the token file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).",
+    )
+    env.add_argument("--config", type=Path, help="TOML config file (default: $IMDS_PROXY_CONFIG)")
+    env.add_argument("--shell", choices=shellenv.SHELLS, default="sh", help="syntax to print (default sh)")
+    env.add_argument("--container", action="store_true", help="use the container endpoint instead of IMDS")
+    env.add_argument("--role", help="the configured role to use (default: the first listener's)")
+    env.set_defaults(func=cmd_env)
+
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the running daemon serves valid credentials on every listener",
+        description="Ask each listener, over IMDSv2, for its role's credentials; exit 0 when all are "
+        "valid, 1 otherwise. For Docker's HEALTHCHECK and Kubernetes probes.",
+    )
+    health.add_argument("--config", type=Path, help="TOML config file (default: $IMDS_PROXY_CONFIG)")
+    health.add_argument("--listen", help="probe this HOST:PORT instead of the configured listeners")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds per request (default 3)")
+    health.set_defaults(func=cmd_healthcheck)
     return parser
 
 
@@ -88,6 +149,7 @@ def run_daemon(
     """Set up logging, build the engine for cfg's role, run the daemon until stopped."""
     from imds_proxy import daemon
 
+    cfg = channel.resolve(cfg)  # load or generate the container token before anything runs
     logs.setup(cfg.log_format, cfg.log_level)
     sources = {name: AssumeRoleSource(spec, utc_now, client_factory) for name, spec in cfg.roles.items()}
     engine = CredentialEngine(sources, cfg.refresh, utc_now)
@@ -133,6 +195,161 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         return run_daemon(cfg, lambda _spec: aws.client("sts"), ready)
     finally:
         aws.stop()
+
+
+def _pick_role(cfg: Config, name: str | None) -> str:
+    if name is None:
+        return next(iter(cfg.roles))
+    if name not in cfg.roles:
+        raise ConfigError("role", f"{name!r} is not configured", f"use one of: {', '.join(cfg.roles)}")
+    return name
+
+
+#: Keys about the daemon's own listeners, which exec does not open (it serves a private one).
+#: Dropped for the sandbox, whose single role they could not refer to.
+_NOT_FOR_EXEC = ("listen", "clients", "container_token", "container_token_file")
+
+
+def run_exec(
+    cfg: Config,
+    role: str,
+    command: list[str],
+    *,
+    quiet: bool,
+    client_factory: ClientFactory = default_client,
+    extra_env: dict[str, str] | None = None,
+) -> int:
+    """Serve `role` privately while `command` runs; its exit code."""
+    from imds_proxy import execute
+
+    # exec shares the terminal with the command: warnings only, unless --log-level says.
+    logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
+    for path in shellenv.shadowing_files(os.environ):
+        print(
+            f"imds-proxy: warning: the default profile in {path} has credentials, and SDKs use "
+            "them before ours; remove them or point AWS_SHARED_CREDENTIALS_FILE/AWS_CONFIG_FILE elsewhere",
+            file=sys.stderr,
+        )
+    source = AssumeRoleSource(cfg.roles[role], utc_now, client_factory)
+    engine = CredentialEngine({role: source}, cfg.refresh, utc_now)
+    try:
+        return asyncio.run(execute.run(cfg, engine, role, command, environ=os.environ, extra_env=extra_env))
+    except CredentialsUnavailable as e:
+        cause = e.cause if e.cause is not None else e
+        print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
+        return EXIT_FAILURE
+    except CommandNotRunnable as e:
+        print(f"imds-proxy: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise ConfigError("command", "nothing to run", "write imds-proxy exec [OPTIONS] -- COMMAND [ARGS...]")
+    quiet = args.log_level is None
+    if not args.sandbox:
+        cfg = config.load(_cli_values(args), os.environ, args.config)
+        return run_exec(cfg, _pick_role(cfg, args.role), command, quiet=quiet)
+
+    from imds_proxy import sandbox
+
+    values = config.merge(config.read_env(os.environ), _cli_values(args))
+    values.update(role_arn=sandbox.DEFAULT_ROLE_ARN, region=sandbox.REGION)
+    for key in ("sts_endpoint_url", *_NOT_FOR_EXEC):
+        values.pop(key, None)
+    cfg = config.build(values)  # validate everything before starting anything
+    role = _pick_role(cfg, args.role)
+    logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
+    aws = sandbox.LocalAws(port=args.aws_port).start()
+    try:
+        sandbox.create_default_role(aws)
+        # The command's own AWS calls go to the local AWS too (AWS_DEFAULT_REGION: botocore
+        # and the CLI read only that one; AWS_REGION: the JS, Go and Java SDKs).
+        extra = {
+            "AWS_ENDPOINT_URL": aws.url,
+            "AWS_REGION": sandbox.REGION,
+            "AWS_DEFAULT_REGION": sandbox.REGION,
+        }
+        return run_exec(
+            cfg, role, command, quiet=quiet, client_factory=lambda _spec: aws.client("sts"), extra_env=extra
+        )
+    finally:
+        aws.stop()
+
+
+def _env_listener(cfg: Config, role: str | None) -> Listener:
+    listeners = [lst for lst in cfg.listeners if role is None or cfg.listener_role(lst) == role]
+    if not listeners:
+        raise ConfigError(
+            "listen",
+            f"no listener serves role {role!r} over IMDS",
+            f"add HOST:PORT={role} to listen, or use --container",
+        )
+    if listeners[0].port == 0:
+        raise ConfigError("listen", f"{listeners[0]} has port 0 (chosen at start)", "give it a fixed port")
+    return listeners[0]
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    cfg = config.load({}, os.environ, args.config)
+    role = _pick_role(cfg, args.role) if args.role else None
+    if not args.container:
+        listener = _env_listener(cfg, role)
+        url = channel.base_url(channel.client_host(listener), listener.port) + "/"
+        change = shellenv.imds_change(url)
+        comment = f"imds-proxy: role {cfg.listener_role(listener)} over IMDS at {url}"
+        print(shellenv.render(change, args.shell, comment))
+        return 0
+
+    settings = cfg.container
+    if settings.token_file is None:
+        what = (
+            "is set inline (container_token)"
+            if settings.token
+            else "is not set: the container endpoint is off"
+        )
+        raise ConfigError(
+            "container_token_file",
+            what,
+            "set container_token_file: env never prints the token, it points SDKs at the file",
+        )
+    listener = _env_listener(cfg, None)
+    host = channel.client_host(listener)
+    if not channel.sdk_accepts(host):
+        raise ConfigError(
+            "listen",
+            f"SDKs refuse plain-http container credentials from {host}",
+            "listen on loopback (127.0.0.1) or on 169.254.170.2, 169.254.170.23 or [fd00:ec2::23]",
+        )
+    url = channel.credentials_url(listener, role)
+    token_file = str(settings.token_file.absolute())
+    if not settings.token_file.exists():
+        print(f"imds-proxy: note: {token_file} does not exist yet; the daemon creates it", file=sys.stderr)
+    if cfg.clients.configured and cfg.clients.role_for(host) is None:
+        print(f"imds-proxy: note: {host} is not in the client map, which will refuse it", file=sys.stderr)
+    change = shellenv.container_change(url, token_file=token_file)
+    served = role or cfg.listener_role(listener)
+    print(shellenv.render(change, args.shell, f"imds-proxy: role {served} over the container endpoint {url}"))
+    return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from imds_proxy import probe
+
+    if args.listen:
+        listeners: tuple[Listener, ...] = (config.parse_listener(args.listen),)
+    else:
+        listeners = config.load({}, os.environ, args.config).listeners
+    try:
+        for listener in listeners:
+            print(probe.check(listener, utc_now, args.timeout))
+    except probe.Unhealthy as e:
+        print(f"imds-proxy: unhealthy: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

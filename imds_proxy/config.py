@@ -7,12 +7,13 @@ import re
 import socket
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from imds_proxy.clients import ClientMap, build_clients
 from imds_proxy.credentials import account_of, role_name_of
 from imds_proxy.errors import ConfigError
 
@@ -54,7 +55,14 @@ KEYS = (
     "instance_type",
     "log_format",
     "log_level",
+    "container_token",
+    "container_token_file",
+    "clients",
 )
+#: Keys whose environment and command-line form is a comma-separated list.
+LIST_KEYS = ("listen", "clients")
+#: A container authorization token shorter than this is guessable.
+MIN_CONTAINER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,20 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class ContainerSettings:
+    """The container-credentials endpoint: on when a token or a token file is configured.
+    The token itself never appears in repr() (nor, therefore, in logs or tracebacks)."""
+
+    token: str | None = field(default=None, repr=False)
+    #: Where the token is read from (and written to, generated, if the file does not exist).
+    token_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None or self.token_file is not None
+
+
+@dataclass(frozen=True)
 class Config:
     listeners: tuple[Listener, ...]
     #: Roles by name, the default role first.
@@ -143,6 +165,8 @@ class Config:
     imdsv1: bool = False
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    container: ContainerSettings = field(default_factory=ContainerSettings)
+    clients: ClientMap = field(default_factory=ClientMap)
 
     @property
     def role(self) -> RoleSpec:
@@ -206,13 +230,13 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """`IMDS_PROXY_<KEY>` variables; LISTEN takes a comma-separated list."""
+    """`IMDS_PROXY_<KEY>` variables; LISTEN and CLIENTS take comma-separated lists."""
     out: dict[str, Any] = {}
     for key in KEYS:
         raw = env.get(ENV_PREFIX + key.upper())
         if raw is None or raw == "":
             continue
-        out[key] = [p.strip() for p in raw.split(",") if p.strip()] if key == "listen" else raw
+        out[key] = [p.strip() for p in raw.split(",") if p.strip()] if key in LIST_KEYS else raw
     return out
 
 
@@ -415,6 +439,15 @@ def build(values: Mapping[str, Any]) -> Config:
         instance_profile_name=role.name,
     )
 
+    container = build_container(values)
+    clients = build_clients(values.get("clients"), roles)
+    if clients.configured and not container.enabled:
+        raise ConfigError(
+            "clients",
+            "maps clients to roles, but the container endpoint is off",
+            "set container_token_file (or container_token) as well",
+        )
+
     log_format = _choice(values, "log_format", "text", ("text", "json"))
     log_level = _choice(values, "log_level", "info", ("debug", "info", "warning", "error")).upper()
     imdsv1 = _choice(values, "imdsv1", "disabled", ("enabled", "disabled")) == "enabled"
@@ -427,4 +460,34 @@ def build(values: Mapping[str, Any]) -> Config:
         imdsv1=imdsv1,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=log_level,
+        container=container,
+        clients=clients,
     )
+
+
+def container_token_problem(token: str) -> str | None:
+    """Why a container authorization token is unusable, or None. It is sent verbatim as the
+    Authorization header: botocore, Go and JS refuse CR/LF and none strips it (protocol.md
+    §5). The reason never quotes the token."""
+    if len(token) < MIN_CONTAINER_TOKEN:
+        return f"is shorter than {MIN_CONTAINER_TOKEN} characters"
+    if token != token.strip():
+        return "starts or ends with whitespace or a line break, which SDKs send as is and refuse"
+    if not all(" " <= c <= "~" for c in token):
+        return "has characters other than printable ASCII (not a valid header value)"
+    return None
+
+
+def build_container(values: Mapping[str, Any]) -> ContainerSettings:
+    token = values.get("container_token")
+    if token is not None and not isinstance(token, str):
+        raise ConfigError("container_token", "is not a string", "quote the value")
+    token = token or None
+    file = _str(values, "container_token_file")
+    if token is not None and file is not None:
+        raise ConfigError(
+            "container_token", "is set together with container_token_file", "give only one of them"
+        )
+    if token is not None and (problem := container_token_problem(token)):
+        raise ConfigError("container_token", problem, "use a random value, e.g. `openssl rand -hex 32`")
+    return ContainerSettings(token=token, token_file=Path(file).expanduser() if file else None)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from imds_proxy import channel
 from imds_proxy.app import create_app
 from imds_proxy.config import Config, Listener
 from imds_proxy.errors import ListenError
@@ -56,11 +57,41 @@ async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
     return listener.bound_to(int(runner.addresses[0][1]))
 
 
+async def prime(engine: CredentialEngine) -> None:
+    """Get every role's first credentials; raises CredentialsUnavailable."""
+    for name in engine.role_names:
+        creds = await engine.get(name)
+        log.info("role %s ready: key=%s", name, creds.key_suffix)
+
+
+async def open_listener(
+    config: Config,
+    engine: CredentialEngine,
+    listener: Listener,
+    *,
+    tokens: TokenIssuer,
+    refresher: bool,
+) -> tuple[web.AppRunner, Listener]:
+    """Start one listener's app (IMDS for its role, plus the container route); returns its
+    runner (for cleanup) and the listener as bound (the real port when 0 was asked)."""
+    role = config.listener_role(listener)
+    app = create_app(config, engine, tokens=tokens, role=role, background_refresh=refresher)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        bound = await _bind(runner, listener)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, bound
+
+
 async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | None = None) -> None:
     """Prime credentials, bind every listener, report ready, run until SIGTERM/SIGINT.
 
     Raises CredentialsUnavailable when the first credentials cannot be had, ListenError
-    when a listener cannot be bound; nothing is served in either case.
+    when a listener cannot be bound; nothing is served in either case. The container
+    token must be loaded already (channel.resolve).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -69,19 +100,21 @@ async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | No
     tokens = TokenIssuer(time.time)
     runners: list[web.AppRunner] = []
     try:
-        for name in engine.role_names:
-            creds = await engine.get(name)
-            log.info("role %s ready: key=%s", name, creds.key_suffix)
+        await prime(engine)
         bound: list[Listener] = []
         for i, listener in enumerate(config.listeners):
             # One app per listener, as each serves one role; the first runs the refresher.
-            role = config.listener_role(listener)
-            app = create_app(config, engine, tokens=tokens, role=role, background_refresh=i == 0)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
+            runner, where = await open_listener(config, engine, listener, tokens=tokens, refresher=i == 0)
             runners.append(runner)
-            bound.append(await _bind(runner, listener))
-            log.info("serving IMDS for role %s on %s", role, bound[-1].url)
+            bound.append(where)
+            log.info("serving IMDS for role %s on %s", config.listener_role(listener), where.url)
+            if config.container.enabled:
+                log.info(
+                    "serving container credentials on %s%s (token from %s)",
+                    where.url.rstrip("/"),
+                    channel.PATH,
+                    config.container.token_file or "the configuration",
+                )
         if on_ready:
             on_ready(bound)
         sd_notify("READY=1")

@@ -72,3 +72,11 @@ class CredentialsUnavailable(ImdsProxyError):
     @property
     def code(self) -> str:
         return self.cause.code if self.cause else "CredentialsUnavailable"
+
+
+class CommandNotRunnable(ImdsProxyError):
+    """`exec` could not start its command; `exit_code` follows the shell (127, 126)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

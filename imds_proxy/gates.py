@@ -17,6 +17,15 @@ TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_PATH = "/latest/api/token"
 #: Headers only browsers send. A page in a browser must never read credentials.
 _BROWSER_HEADERS = ("Origin", "Sec-Fetch-Mode", "Sec-Fetch-Site")
+#: Route handlers that check authorization themselves, instead of an IMDSv2 session token.
+_OWN_AUTHORIZATION: set[Handler] = set()
+
+
+def own_authorization(handler: Handler) -> Handler:
+    """Mark a route handler as doing its own authorization check (the container route:
+    its clients send an Authorization header, never an IMDSv2 session token)."""
+    _OWN_AUTHORIZATION.add(handler)
+    return handler
 
 
 def normalize(path: str) -> str:
@@ -77,6 +86,8 @@ async def token_gate(request: web.Request, handler: Handler) -> web.StreamRespon
     is enabled, in which case only a *missing* token is let through."""
     if request.method not in ("GET", "HEAD") or normalize(request.rel_url.path) == TOKEN_PATH:
         return await handler(request)  # the handler answers 405 to these
+    if request.match_info.handler in _OWN_AUTHORIZATION:
+        return await handler(request)
     token = request.headers.get(TOKEN_HEADER)
     if token is None:
         if request.app[appkeys.CONFIG].imdsv1:

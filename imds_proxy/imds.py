@@ -96,6 +96,10 @@ async def put_token(request: web.Request) -> web.StreamResponse:
 
 async def get_credentials(request: web.Request, role: str, extended: bool) -> web.StreamResponse:
     """The role's credential document; EC2's error document when none are valid."""
+    # With a client map, a container on the network must not get this listener's role by
+    # speaking IMDS instead of the container protocol (which the map guards).
+    if not request.app[appkeys.CONFIG].clients.allows(request.remote, role, loopback_exempt=True):
+        return refuse(request, 404, f"Not Found (role {role} is not mapped to this client)")
     engine = request.app[appkeys.ENGINE]
     try:
         creds = await engine.get(role)

@@ -49,6 +49,7 @@ class FakeSource:
         clock: FakeClock,
         lifetime: timedelta = timedelta(hours=1),
         role_arn: str = ROLE_ARN,
+        key_prefix: str = "ASIAFAKE",
     ) -> None:
         self.clock = clock
         self.lifetime = lifetime
@@ -56,6 +57,7 @@ class FakeSource:
         self.fail_with: SourceError | None = None
         self.gate: asyncio.Event | None = None
         self._role_arn = role_arn
+        self._key_prefix = key_prefix
 
     @property
     def role_arn(self) -> str:
@@ -75,7 +77,7 @@ class FakeSource:
         ISSUED.update((secret, token))
         now = self.clock()
         return Credentials(
-            access_key_id=f"ASIAFAKE{self.calls:012d}",
+            access_key_id=f"{self._key_prefix}{self.calls:012d}",
             secret_access_key=secret,
             session_token=token,
             expiration=now + self.lifetime,

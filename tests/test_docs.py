@@ -1,0 +1,47 @@
+"""The README's and docs/sidecars.md's examples stay true: every TOML snippet is a valid
+config, every YAML snippet parses, and every container URL uses a host the SDKs accept."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from imds_proxy import channel, config
+
+ROOT = Path(__file__).parent.parent
+DOCS = [ROOT / "README.md", ROOT / "docs" / "sidecars.md"]
+
+
+def blocks(language: str) -> list[tuple[str, str]]:
+    found = []
+    for doc in DOCS:
+        for i, body in enumerate(re.findall(rf"```{language}\n(.*?)```", doc.read_text(), re.S)):
+            found.append((f"{doc.name}#{language}{i}", body))
+    return found
+
+
+@pytest.mark.parametrize(("where", "body"), blocks("toml"), ids=[w for w, _ in blocks("toml")])
+def test_toml_examples_are_valid_configs(where: str, body: str) -> None:
+    values = tomllib.loads(body)
+    if "role_arn" not in values and "roles" not in values:
+        values["role_arn"] = "arn:aws:iam::123456789012:role/app"  # a fragment about other keys
+    config.build(values)
+
+
+@pytest.mark.parametrize(("where", "body"), blocks("yaml"), ids=[w for w, _ in blocks("yaml")])
+def test_yaml_examples_parse(where: str, body: str) -> None:
+    assert yaml.safe_load(body)
+
+
+def test_every_container_url_in_the_docs_is_one_sdks_accept() -> None:
+    text = "\n".join(doc.read_text() for doc in DOCS)
+    urls = re.findall(r"http://[^\s'`\"]+/v1/credentials", text)
+    assert len(urls) >= 5
+    for url in urls:
+        host = urlsplit(url).hostname
+        assert host is not None and channel.sdk_accepts(host), url
