@@ -13,7 +13,7 @@ from aiohttp import web
 
 from imds_proxy.app import create_app
 from imds_proxy.config import Config, Listener
-from imds_proxy.errors import ListenError
+from imds_proxy.errors import CredentialsUnavailable, ListenError
 from imds_proxy.refresh import CredentialEngine
 
 log = logging.getLogger("imds_proxy.daemon")
@@ -56,11 +56,15 @@ async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
     return Listener(listener.host, int(new[0][1]) if new else listener.port)
 
 
-async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | None = None) -> None:
+async def serve(
+    config: Config, engine: CredentialEngine, on_ready: OnReady | None = None, *, prime: bool = True
+) -> None:
     """Prime credentials, bind every listener, report ready, run until SIGTERM/SIGINT.
 
     Raises CredentialsUnavailable when the first credentials cannot be had, ListenError
-    when a listener cannot be bound; nothing is served in either case.
+    when a listener cannot be bound; nothing is served in either case. With prime=False a role
+    without credentials is logged and served anyway: its credentials path answers EC2's error
+    document until the source recovers (what EC2 does for a role it cannot assume).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -71,7 +75,13 @@ async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | No
     await runner.setup()
     try:
         for name in engine.role_names:
-            creds = await engine.get(name)
+            try:
+                creds = await engine.get(name)
+            except CredentialsUnavailable as e:
+                if prime:
+                    raise
+                log.warning("role %s has no credentials; serving the error document: %s", name, e.cause or e)
+                continue
             log.info("role %s ready: key=%s", name, creds.key_suffix)
         bound = [await _bind(runner, listener) for listener in config.listeners]
         for listener in bound:
