@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -11,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from imds_proxy import __version__, channel, config, logs, shellenv
-from imds_proxy.config import Config, Listener
-from imds_proxy.credentials import utc_now
+from imds_proxy.config import Config, Listener, RoleSpec
+from imds_proxy.credentials import Source, utc_now
 from imds_proxy.errors import CommandNotRunnable, ConfigError, CredentialsUnavailable, ImdsProxyError
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.sts import AssumeRoleSource, ClientFactory, default_client
@@ -82,7 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, _CONTAINER)
     serve.set_defaults(func=cmd_serve)
 
-    sandbox = sub.add_parser("sandbox", help="run a local AWS (moto) with a role in it and serve that role")
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run a local AWS (moto, IAM enforced) built from a scenario and serve its role",
+        description="Run a local AWS (moto) built from a scenario, with IAM enforced, and serve the "
+        "scenario's role over IMDSv2. Prints export lines on standard output.",
+    )
+    sandbox.add_argument(
+        "--scenario",
+        default="photos",
+        metavar="NAME|FILE",
+        help="a built-in scenario (see --list-scenarios; default photos) or a scenario .toml file",
+    )
+    sandbox.add_argument("--variant", help="a variant of the scenario (see --list-scenarios)")
+    sandbox.add_argument("--list-scenarios", action="store_true", help="list the built-in scenarios and exit")
+    sandbox.add_argument(
+        "--served-lifetime",
+        type=int,
+        metavar="SECONDS",
+        help="cap the Expiration served to this many seconds after issue, and rotate to new keys "
+        "on that cadence (to watch SDKs near expiry)",
+    )
     sandbox.add_argument(
         "--aws-port", type=int, default=0, help="port of the local AWS (default: a free one)"
     )
@@ -145,16 +166,24 @@ def run_daemon(
     cfg: Config,
     client_factory: ClientFactory = default_client,
     on_ready: Callable[[list[Listener]], None] | None = None,
+    *,
+    wrap_source: Callable[[Source], Source] | None = None,
+    require_credentials: bool = True,
 ) -> int:
-    """Set up logging, build the engine for cfg's role, run the daemon until stopped."""
+    """Set up logging, build the engine for cfg's role, run the daemon until stopped.
+    `wrap_source` and `require_credentials=False` are the sandbox's (served lifetime; serve
+    a denied role)."""
     from imds_proxy import daemon
 
     cfg = channel.resolve(cfg)  # load or generate the container token before anything runs
     logs.setup(cfg.log_format, cfg.log_level)
-    sources = {name: AssumeRoleSource(spec, utc_now, client_factory) for name, spec in cfg.roles.items()}
+    sources: dict[str, Source] = {}
+    for name, spec in cfg.roles.items():
+        source: Source = AssumeRoleSource(spec, utc_now, client_factory)
+        sources[name] = wrap_source(source) if wrap_source is not None else source
     engine = CredentialEngine(sources, cfg.refresh, utc_now)
     try:
-        asyncio.run(daemon.serve(cfg, engine, on_ready))
+        asyncio.run(daemon.serve(cfg, engine, on_ready, require_credentials=require_credentials))
     except CredentialsUnavailable as e:
         cause = e.cause if e.cause is not None else e
         print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
@@ -168,31 +197,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from imds_proxy import scenarios, served_lifetime
+
+    if args.list_scenarios:
+        print(scenarios.catalogue())
+        return 0
+    # Validate everything before starting anything.
+    scenario = scenarios.load(args.scenario, args.variant)
+    values = config.merge(config.read_env(os.environ), _cli_values(args))
+    values.update(role_arn=scenario.role.arn, region=scenario.region)
+    values.pop("sts_endpoint_url", None)
+    cfg = config.build(values)
+    lifetime = None
+    if args.served_lifetime is not None:
+        lifetime = served_lifetime.checked(args.served_lifetime, cfg.role.duration)
+        cfg = dataclasses.replace(cfg, refresh=served_lifetime.policy_for(cfg.refresh, lifetime))
+
     from imds_proxy import sandbox
 
-    values = config.merge(config.read_env(os.environ), _cli_values(args))
-    values.update(role_arn=sandbox.DEFAULT_ROLE_ARN, region=sandbox.REGION)
-    values.pop("sts_endpoint_url", None)
-    cfg = config.build(values)  # validate everything before starting anything
-    # Log from the start: the local AWS logs while the scenario is created.
+    # Log from the start: the local AWS logs while the scenario is built.
     logs.setup(cfg.log_format, cfg.log_level)
     aws = sandbox.LocalAws(port=args.aws_port).start()
     try:
-        sandbox.create_default_role(aws)
+        world = sandbox.build(aws, scenario)
+        aws.enforce_iam()
+        watched: list[sandbox.Watched] = []
+
+        def wrap(source: Source) -> Source:
+            if lifetime is not None:
+                source = served_lifetime.ServedLifetime(source, lifetime, utc_now)
+            watched.append(sandbox.Watched(source))
+            return watched[0]
 
         def ready(bound: list[Listener]) -> None:
-            print(sandbox.exports(bound[0].url, aws.url), flush=True)
-            print(
-                f"imds-proxy sandbox: serving {cfg.role.role_arn} on {bound[0].url} "
-                f"(local AWS {aws.url}).\n"
-                "In another shell, run the export lines above, then try:\n"
-                "  aws sts get-caller-identity\n"
-                "Ctrl-C stops.",
-                file=sys.stderr,
-                flush=True,
+            print(sandbox.exports(bound[0].url, aws.url, scenario.region), flush=True)
+            rotation = None
+            if lifetime is not None:
+                rotation = (lifetime, served_lifetime.rotation_period(lifetime, cfg.refresh))
+            text = sandbox.summary(
+                world, bound[0].url, aws.url, cfg.role.session_name, watched[0].error, rotation
             )
+            print(text, file=sys.stderr, flush=True)
 
-        return run_daemon(cfg, lambda _spec: aws.client("sts"), ready)
+        def sts_client(_spec: RoleSpec) -> Any:
+            return aws.client("sts", keys=world.caller_key, region=scenario.region)
+
+        required = scenario.if_denied == "exit"
+        return run_daemon(cfg, sts_client, ready, wrap_source=wrap, require_credentials=required)
     finally:
         aws.stop()
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from imds_proxy import channel
 from imds_proxy.app import create_app
 from imds_proxy.config import Config, Listener
-from imds_proxy.errors import ListenError
+from imds_proxy.errors import CredentialsUnavailable, ListenError
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.tokens import TokenIssuer
 
@@ -57,10 +57,19 @@ async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
     return listener.bound_to(int(runner.addresses[0][1]))
 
 
-async def prime(engine: CredentialEngine) -> None:
-    """Get every role's first credentials; raises CredentialsUnavailable."""
+async def prime(engine: CredentialEngine, *, required: bool = True) -> None:
+    """Get every role's first credentials; raises CredentialsUnavailable when `required`.
+    Otherwise a role without credentials is logged and served anyway: its credentials path
+    answers EC2's error document until the source recovers (what EC2 does for a role it
+    cannot assume)."""
     for name in engine.role_names:
-        creds = await engine.get(name)
+        try:
+            creds = await engine.get(name)
+        except CredentialsUnavailable as e:
+            if required:
+                raise
+            log.warning("role %s has no credentials; serving the error document: %s", name, e.cause or e)
+            continue
         log.info("role %s ready: key=%s", name, creds.key_suffix)
 
 
@@ -86,12 +95,19 @@ async def open_listener(
     return runner, bound
 
 
-async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | None = None) -> None:
+async def serve(
+    config: Config,
+    engine: CredentialEngine,
+    on_ready: OnReady | None = None,
+    *,
+    require_credentials: bool = True,
+) -> None:
     """Prime credentials, bind every listener, report ready, run until SIGTERM/SIGINT.
 
     Raises CredentialsUnavailable when the first credentials cannot be had, ListenError
-    when a listener cannot be bound; nothing is served in either case. The container
-    token must be loaded already (channel.resolve).
+    when a listener cannot be bound; nothing is served in either case (with
+    require_credentials=False, see prime()). The container token must be loaded already
+    (channel.resolve).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,7 +116,7 @@ async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | No
     tokens = TokenIssuer(time.time)
     runners: list[web.AppRunner] = []
     try:
-        await prime(engine)
+        await prime(engine, required=require_credentials)
         bound: list[Listener] = []
         for i, listener in enumerate(config.listeners):
             # One app per listener, as each serves one role; the first runs the refresher.

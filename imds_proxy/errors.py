@@ -17,6 +17,15 @@ class ConfigError(ImdsProxyError):
         super().__init__(f"config error: {key}: {problem}; {fix}")
 
 
+class ScenarioError(ConfigError):
+    """A sandbox scenario file is broken; names the file, the key and the fix."""
+
+    def __init__(self, source: str, key: str, problem: str, fix: str) -> None:
+        super().__init__(key, problem, fix)
+        self.source = source
+        self.args = (f"scenario error: {source}: {key}: {problem}; {fix}",)
+
+
 class ListenError(ImdsProxyError):
     """A listener could not be bound."""
 

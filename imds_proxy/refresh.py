@@ -16,6 +16,9 @@ from imds_proxy.credentials import Clock, Credentials, Source, wire_time
 from imds_proxy.errors import CredentialsUnavailable, SourceError
 
 log = logging.getLogger("imds_proxy.refresh")
+#: After background fetches finish, the timer looks again this soon (at most one fetch a second
+#: even if a source keeps handing out credentials that are already due).
+_RECHECK_AFTER_FETCH = 1.0
 
 
 def serve_floor(creds: Credentials, policy: RefreshPolicy) -> timedelta:
@@ -219,7 +222,13 @@ class CredentialEngine:
     async def run(self) -> None:
         """The background refresher; runs until cancelled."""
         while True:
+            fetches = sum(r.fetches for r in self._roles.values())
             delay = await self.tick()
+            if sum(r.fetches for r in self._roles.values()) != fetches:
+                # What the started fetches bring (new credentials, or a backoff) decides when the next
+                # one is due; tick() could not know it and said max_sleep. Look again shortly after.
+                await self.settle()
+                delay = min(delay, _RECHECK_AFTER_FETCH)
             await self._sleep(max(delay, 0.05))
 
     async def settle(self) -> None:

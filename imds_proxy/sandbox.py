@@ -1,19 +1,29 @@
-"""The embedded local AWS (moto's server, in-process on loopback) and the sandbox role.
+"""The sandbox's local AWS: moto's server in-process on loopback, a scenario's world built in it,
+then IAM enforced. Imported lazily by cli only.
 
-Imported lazily by cli only. Like a lab bench it talks to its local AWS with boto3 to
-create what the scenario needs; the daemon itself still reaches STS only through `sts`.
+Like a lab bench it talks to its local AWS with boto3 to build the world; the daemon itself still
+reaches STS only through `sts`, with the keys of the scenario's caller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import boto3
+import botocore.exceptions as bce
 import botocore.session
 
-from imds_proxy.errors import SandboxUnavailable
+from imds_proxy.credentials import Credentials, Source
+from imds_proxy.errors import SandboxUnavailable, ScenarioError, SourceError
+from imds_proxy.scenarios import EC2, EC2_STAND_IN, Scenario
 
 log = logging.getLogger("imds_proxy.sandbox")
 
@@ -24,7 +34,7 @@ REGION = "us-east-1"
 #: moto accepts any key pair while IAM is not enforced; these are AWS's documented examples.
 _SETUP_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
-#: An instance profile role: trusted by the EC2 service, as on a real instance.
+#: For create_default_role (the test suite's unenforced local AWS): trusted by EC2 and the account.
 EC2_TRUST = {
     "Version": "2012-10-17",
     "Statement": [
@@ -43,6 +53,12 @@ EC2_TRUST = {
 _NO_PROFILE = {"profile": (None, None, None, None)}
 
 
+def _tag_account(account: str, request: Any, **_: Any) -> None:
+    # moto's documented way to act in another account before IAM is enforced (afterwards the
+    # account comes from the access key, as in AWS).
+    request.headers["x-moto-account-id"] = account
+
+
 class LocalAws:
     """moto's server on a loopback port, running in a thread of this process."""
 
@@ -58,6 +74,9 @@ class LocalAws:
         self._port = port
 
     def start(self) -> LocalAws:
+        # moto would put every key in this one account, whatever the scenario says.
+        if os.environ.pop("MOTO_ACCOUNT_ID", None) is not None:
+            log.warning("ignoring MOTO_ACCOUNT_ID: the sandbox's accounts come from the scenario")
         try:
             self._server.start()
         except OSError as e:
@@ -75,22 +94,42 @@ class LocalAws:
     def url(self) -> str:
         return f"http://{self._host}:{self._port}"
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for the local AWS with the set-up key (never the environment's)."""
+    def client(
+        self,
+        service: str,
+        *,
+        account: str | None = None,
+        keys: tuple[str, str] | None = None,
+        region: str = REGION,
+    ) -> Any:
+        """A boto3 client for the local AWS: the set-up key (acting in `account`), or `keys`;
+        never the environment's credentials."""
+        key_id, secret = keys or _SETUP_KEY
         # A session of its own, blind to AWS_PROFILE: a profile named there that does not
         # exist would otherwise stop the sandbox (boto3's default session reads it).
         session = boto3.Session(botocore_session=botocore.session.Session(session_vars=_NO_PROFILE))
-        return session.client(  # type: ignore[call-overload]
+        client = session.client(  # type: ignore[call-overload]
             service,
-            region_name=REGION,
+            region_name=region,
             endpoint_url=self.url,
-            aws_access_key_id=_SETUP_KEY[0],
-            aws_secret_access_key=_SETUP_KEY[1],
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
         )
+        if account is not None:
+            client.meta.events.register("before-sign", partial(_tag_account, account))
+        return client
+
+    def enforce_iam(self) -> None:
+        """From now on every request needs a valid key and is allowed only by IAM policy."""
+        from imds_proxy import sandbox_iam
+
+        sandbox_iam.enforce()
+        log.info("local AWS at %s: IAM enforced", self.url)
 
 
 def create_default_role(aws: LocalAws, name: str = DEFAULT_ROLE) -> str:
-    """The sandbox role: trusted by EC2, allowed to read S3. Returns its ARN."""
+    """A role trusted by EC2 and its account, allowed to read S3 (for an unenforced local AWS,
+    e.g. the test suite's). Returns its ARN."""
     iam = aws.client("iam")
     arn: str = iam.create_role(
         RoleName=name,
@@ -111,6 +150,118 @@ def create_default_role(aws: LocalAws, name: str = DEFAULT_ROLE) -> str:
     return arn
 
 
+@dataclass(frozen=True)
+class World:
+    """What a built scenario gives the daemon: whose keys call STS, for which role."""
+
+    scenario: Scenario
+    caller_arn: str
+    caller_key: tuple[str, str] = field(repr=False)
+
+
+@contextlib.contextmanager
+def _step(scenario: Scenario, key: str) -> Iterator[None]:
+    """Turn the local AWS refusing part of a scenario into one line naming the file and key."""
+    try:
+        yield
+    except bce.ClientError as e:
+        err = e.response.get("Error", {})
+        problem = f"the local AWS refused it ({err.get('Code')}: {err.get('Message')})"
+        raise ScenarioError(scenario.source, key, problem, "fix the value") from None
+    except (bce.BotoCoreError, AttributeError) as e:
+        raise ScenarioError(scenario.source, key, f"cannot be done ({e})", "fix the value") from None
+
+
+def build(aws: LocalAws, s: Scenario) -> World:
+    """Create the scenario's world in the local AWS (IAM not yet enforced)."""
+    managed = [*(u.managed_policies for u in s.users), *(r.managed_policies for r in s.roles)]
+    if any(arn.startswith("arn:aws:iam::aws:") for arns in managed for arn in arns):
+        os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"  # read when an account's IAM is first used
+    iam = {account: aws.client("iam", account=account) for account in s.accounts}
+    for p in s.policies:
+        with _step(s, f"policies.{p.name}"):
+            iam[p.account].create_policy(PolicyName=p.name, PolicyDocument=p.document)
+    for u in s.users:
+        with _step(s, f"users.{u.name}"):
+            iam[u.account].create_user(UserName=u.name)
+            for name, doc in u.policies.items():
+                iam[u.account].put_user_policy(UserName=u.name, PolicyName=name, PolicyDocument=doc)
+            for arn in u.managed_policies:
+                iam[u.account].attach_user_policy(UserName=u.name, PolicyArn=arn)
+    for r in s.roles:
+        with _step(s, f"roles.{r.name}"):
+            iam[r.account].create_role(RoleName=r.name, AssumeRolePolicyDocument=r.trust)
+            for name, doc in r.policies.items():
+                iam[r.account].put_role_policy(RoleName=r.name, PolicyName=name, PolicyDocument=doc)
+            for arn in r.managed_policies:
+                iam[r.account].attach_role_policy(RoleName=r.name, PolicyArn=arn)
+    for ip in s.instance_profiles:
+        with _step(s, f"instance_profiles.{ip.name}"):
+            iam[ip.account].create_instance_profile(InstanceProfileName=ip.name)
+            iam[ip.account].add_role_to_instance_profile(InstanceProfileName=ip.name, RoleName=ip.role)
+    for b in s.buckets:
+        with _step(s, f"buckets.{b.name}"):
+            s3 = aws.client("s3", account=b.account, region=s.region)
+            where = (
+                {}
+                if s.region == "us-east-1"
+                else {"CreateBucketConfiguration": {"LocationConstraint": s.region}}
+            )
+            s3.create_bucket(Bucket=b.name, **where)
+            for key, body in b.objects.items():
+                s3.put_object(Bucket=b.name, Key=key, Body=body.encode())
+    for c in s.calls:
+        with _step(s, c.key):
+            getattr(aws.client(c.service, account=c.account, region=s.region), c.operation)(**c.params)
+
+    caller = s.caller
+    account, user = (caller.account, caller.name) if caller else (s.role.account, EC2_STAND_IN)
+    with _step(s, "serve.assumed_by"):
+        if caller is None:
+            iam[account].create_user(UserName=EC2_STAND_IN)
+        key = iam[account].create_access_key(UserName=user)["AccessKey"]
+    caller_arn = f"arn:aws:iam::{account}:user/{user}"
+    if caller is None:
+        from imds_proxy import sandbox_iam
+
+        sandbox_iam.stand_in(caller_arn, EC2)
+    log.info(
+        "local AWS at %s: built scenario %s%s in account(s) %s; the daemon calls STS as %s (key …%s)",
+        aws.url,
+        s.name,
+        f" (variant {s.variant})" if s.variant else "",
+        ", ".join(s.accounts),
+        EC2 if caller is None else caller_arn,
+        key["AccessKeyId"][-4:],
+    )
+    return World(s, caller_arn, (key["AccessKeyId"], key["SecretAccessKey"]))
+
+
+class Watched:
+    """A Source that remembers whether its last fetch failed, for the start-up summary."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.error: SourceError | None = None
+
+    @property
+    def role_arn(self) -> str:
+        return self.source.role_arn
+
+    @property
+    def cache_key(self) -> Hashable:
+        return self.source.cache_key
+
+    async def fetch(self) -> Credentials:
+        try:
+            creds = await self.source.fetch()
+        except SourceError as e:
+            self.error = e
+            raise
+        self.error = None
+        return creds
+
+
 def exports(imds_url: str, aws_url: str, region: str = REGION) -> str:
     """The shell lines that point SDKs at us and their AWS calls at the local AWS.
     Environment keys and profiles would win over IMDS in every SDK, so they are unset."""
@@ -126,3 +277,43 @@ def exports(imds_url: str, aws_url: str, region: str = REGION) -> str:
             f"export AWS_DEFAULT_REGION={region}",
         ]
     )
+
+
+def summary(
+    world: World,
+    imds_url: str,
+    aws_url: str,
+    session_name: str,
+    denied: SourceError | None,
+    rotation: tuple[timedelta, timedelta] | None,
+) -> str:
+    """The human summary printed on standard error once the daemon serves."""
+    s = world.scenario
+    variant = f" (variant {s.variant})" if s.variant else ""
+    by = f"{EC2} (instance profile)" if s.caller is None else world.caller_arn
+    lines = [
+        f"imds-proxy sandbox: scenario {s.name}{variant}: {s.description}",
+        f"  role      {s.role.arn} (account {s.role.account}), assumed by {by}",
+        f"  IMDS      {imds_url}",
+        f"  local AWS {aws_url} (moto; IAM enforced)",
+    ]
+    if rotation is not None:
+        lifetime, every = rotation
+        lines.append(
+            f"  rotation  served credentials expire {lifetime.total_seconds():g} s after issue; new keys "
+            f"every {every.total_seconds():g} s (logged as 'rotation'); old keys stay valid at STS"
+        )
+    if denied is not None:
+        lines.append(
+            "  NOTE      the role cannot be assumed (see the warning above); as on EC2, its credentials path "
+            f"answers an error document (Code {denied.code}) instead of keys, and SDKs find no credentials"
+        )
+    lines.append("In another shell, run the export lines printed above, then try:")
+    identity = f"arn:aws:sts::{s.role.account}:assumed-role/{s.role.name}/{session_name}"
+    if denied is None:
+        lines.append(f"  allowed   aws sts get-caller-identity   # {identity}")
+    lines += [f"  allowed   {c}" for c in s.try_allowed]
+    refused = "denied   " if denied is None else "fails    "
+    lines += [f"  {refused} {c}" for c in s.try_denied]
+    lines.append("Ctrl-C stops.")
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ _INVALID_SOURCE = {
 }
 
 ClientFactory = Callable[[RoleSpec], STSClient]
+#: "User: arn:aws:iam::111122223333:user/Bob is not authorized to perform: ..." (AWS and moto).
+_CALLER = re.compile(r"User: (\S+) is not authorized to perform")
 
 
 def default_client(spec: RoleSpec) -> STSClient:
@@ -94,14 +97,25 @@ def classify(error: Exception, spec: RoleSpec) -> SourceError:
 
 
 def _denied(message: str, spec: RoleSpec, aws: str) -> AssumeRoleDenied:
-    """Name which side refused. AWS's message says it for same-account calls; otherwise
-    we list what can refuse."""
+    """Name which side refused. AWS's message says it (the policy type) for requests inside one
+    account or organization, and so does the sandbox's local AWS; otherwise we list what can refuse."""
     role = spec.role_arn
     text = message.lower()
+    named = _CALLER.match(message)
+    who = named.group(1) if named else "the caller"
     if "identity-based policy" in text:
-        why = f"the caller is not allowed sts:AssumeRole on {role}: add it to the caller's permissions policy"
+        if "explicit deny" in text:
+            why = f"a Deny in the permissions policy of {who} refuses sts:AssumeRole on {role}: remove it"
+        else:
+            caller = f"the caller ({who})" if named else who
+            why = (
+                f"{caller} is not allowed sts:AssumeRole on {role}: add it to the caller's permissions policy"
+            )
     elif "resource-based policy" in text or "trust" in text:
-        why = f"the trust policy of {role} does not trust the caller: add the caller as a principal"
+        if "explicit deny" in text:
+            why = f"the trust policy of {role} denies {who}: remove that Deny"
+        else:
+            why = f"the trust policy of {role} does not trust {who}: add it as a principal"
     elif "multifactor" in text or "mfa" in text:
         why = f"{role} requires MFA"
     elif spec.external_id:

@@ -143,7 +143,7 @@ def test_sandbox_exports_give_boto3_the_assumed_role(tmp_path: Path) -> None:
             timeout=60,
         )
         assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout).startswith("arn:aws:sts::123456789012:assumed-role/imds-proxy-sandbox/")
+        assert json.loads(out.stdout).startswith("arn:aws:sts::123456789012:assumed-role/photos-reader/")
         assert d.stop(signal.SIGINT) == 0
 
 

@@ -1,5 +1,6 @@
 """The README's and docs/sidecars.md's examples stay true: every TOML snippet is a valid
-config, every YAML snippet parses, and every container URL uses a host the SDKs accept."""
+config (or, with a `description`, a valid sandbox scenario), every YAML snippet parses, and
+every container URL uses a host the SDKs accept."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from imds_proxy import channel, config
+from imds_proxy import channel, config, scenario_file
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", ROOT / "docs" / "sidecars.md"]
@@ -28,6 +29,9 @@ def blocks(language: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("where", "body"), blocks("toml"), ids=[w for w, _ in blocks("toml")])
 def test_toml_examples_are_valid_configs(where: str, body: str) -> None:
     values = tomllib.loads(body)
+    if "description" in values:  # a sandbox scenario file
+        scenario_file.parse(body, where, "example")
+        return
     if "role_arn" not in values and "roles" not in values:
         values["role_arn"] = "arn:aws:iam::123456789012:role/app"  # a fragment about other keys
     config.build(values)

@@ -275,3 +275,47 @@ async def test_a_slow_refresh_is_awaited_when_nothing_valid_is_cached(
     assert not waiter.done()  # expired ones are never served: it waits
     source.gate.set()
     assert (await waiter).remaining(clock()) == timedelta(hours=1)
+
+
+class _Stop(Exception):
+    pass
+
+
+async def run_timer(
+    source: FakeSource, clock: FakeClock, seconds: float, *, fail: bool = False
+) -> list[float]:
+    """Prime, then run the background refresher for `seconds` of fake time (its sleeps move the
+    clock); the source fails from then on if `fail`. Returns the sleeps it asked for."""
+    sleeps: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+        clock.advance(seconds=delay)
+        if clock() >= end:
+            raise _Stop
+
+    engine = CredentialEngine({ROLE: source}, POLICY, clock, rng=random.Random(1), sleep=sleep)
+    await engine.get(ROLE)
+    if fail:
+        clock.advance(minutes=25)  # the refresh is due
+        source.fail_with = SourceError("Throttling")
+    end = clock() + timedelta(seconds=seconds)
+    with pytest.raises(_Stop):
+        await engine.run()
+    return sleeps
+
+
+async def test_after_a_background_refresh_the_timer_sleeps_until_the_next_one_is_due(
+    clock: FakeClock,
+) -> None:
+    source = FakeSource(clock, lifetime=timedelta(minutes=2))  # due a quarter of its life after a fetch
+    await run_timer(source, clock, seconds=10 * 60 + 15)
+    assert source.calls == 1 + 20  # every 30 s, not once per max_sleep (60 s)
+
+
+async def test_after_a_failed_background_refresh_the_timer_retries_after_the_backoff(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    sleeps = await run_timer(source, clock, seconds=20, fail=True)
+    assert source.calls > 3  # backoff from 1 s, not a retry per max_sleep (60 s)
+    assert max(sleeps) < POLICY.max_sleep.total_seconds()

@@ -31,7 +31,16 @@ def client_error(code: str, message: str) -> bce.ClientError:
                 f"resource: {ROLE_ARN} because no identity-based policy allows the sts:AssumeRole action",
             ),
             errors.AssumeRoleDenied,
-            "caller is not allowed sts:AssumeRole",
+            f"the caller (arn:aws:iam::111122223333:user/Bob) is not allowed sts:AssumeRole on {ROLE_ARN}",
+        ),
+        (
+            client_error(
+                "AccessDenied",
+                "User: arn:aws:iam::111122223333:user/Bob is not authorized to perform: sts:AssumeRole on "
+                f"resource: {ROLE_ARN} with an explicit deny in an identity-based policy",
+            ),
+            errors.AssumeRoleDenied,
+            "a Deny in the permissions policy of arn:aws:iam::111122223333:user/Bob refuses sts:AssumeRole",
         ),
         (
             client_error(
@@ -40,9 +49,27 @@ def client_error(code: str, message: str) -> bce.ClientError:
                 f"resource: {ROLE_ARN} because no resource-based policy allows the sts:AssumeRole action",
             ),
             errors.AssumeRoleDenied,
-            "trust policy",
+            f"the trust policy of {ROLE_ARN} does not trust arn:aws:iam::111122223333:user/Bob",
         ),
         (
+            client_error(  # the sandbox's local AWS, for an instance profile role that does not trust EC2
+                "AccessDenied",
+                "User: ec2.amazonaws.com is not authorized to perform: sts:AssumeRole on "
+                f"resource: {ROLE_ARN} because no resource-based policy allows the sts:AssumeRole action",
+            ),
+            errors.AssumeRoleDenied,
+            f"the trust policy of {ROLE_ARN} does not trust ec2.amazonaws.com: add it as a principal",
+        ),
+        (
+            client_error(
+                "AccessDenied",
+                "User: arn:aws:iam::111122223333:user/Bob is not authorized to perform: sts:AssumeRole on "
+                f"resource: {ROLE_ARN} with an explicit deny in a resource-based policy",
+            ),
+            errors.AssumeRoleDenied,
+            f"the trust policy of {ROLE_ARN} denies arn:aws:iam::111122223333:user/Bob",
+        ),
+        (  # moto's own message, the same for both sides
             client_error("AccessDenied", "User: x is not authorized to perform: sts:AssumeRole"),
             errors.AssumeRoleDenied,
             "either the caller is not allowed sts:AssumeRole",
