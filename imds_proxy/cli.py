@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imds_proxy import __version__, config, logs
+from imds_proxy import __version__, config, logs, profiles
 from imds_proxy.config import Config, Listener
-from imds_proxy.credentials import utc_now
+from imds_proxy.credentials import Credentials, utc_now
 from imds_proxy.errors import ConfigError, CredentialsUnavailable, ImdsProxyError
 from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import AssumeRoleSource, ClientFactory, default_client
+from imds_proxy.sts import ClientFactory, build_sources, default_client
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -46,11 +46,27 @@ _SERVE = {
     ),
     "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
 }
+#: Roles from ~/.aws/config, the full AssumeRole surface, web identity.
+_ROLE_OPTIONS = {
+    "--profile": ("profile", "take the role and its source from this ~/.aws/config profile"),
+    "--credential-source": ("credential_source", "Environment|Ec2InstanceMetadata|EcsContainer"),
+    "--web-identity-token-file": (
+        "web_identity_token_file",
+        "assume the role with this OIDC token (re-read at every refresh)",
+    ),
+    "--policy": ("policy", "session policy (JSON)"),
+    "--policy-file": ("policy_file", "file holding the session policy"),
+    "--policy-arn": ("policy_arns", "managed session policy ARN; repeatable"),
+    "--tag": ("tags", "session tag KEY=VALUE; repeatable"),
+    "--transitive-tag-key": ("transitive_tag_keys", "tag key that survives role chaining; repeatable"),
+    "--source-identity": ("source_identity", "SourceIdentity for AssumeRole"),
+}
 
 
 def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
     for flag, (key, help_text) in options.items():
-        parser.add_argument(flag, dest=key, action="append" if key == "listen" else "store", help=help_text)
+        action = "append" if key in config.LIST_KEYS else "store"
+        parser.add_argument(flag, dest=key, action=action, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="assume a role through STS and serve it over IMDSv2")
     serve.add_argument("--config", type=Path, help="TOML config file (same keys as the options)")
     _add(serve, _SERVE)
+    _add(serve, _ROLE_OPTIONS)
     _add(serve, _COMMON)
     serve.set_defaults(func=cmd_serve)
 
@@ -89,7 +106,11 @@ def run_daemon(
     from imds_proxy import daemon
 
     logs.setup(cfg.log_format, cfg.log_level)
-    sources = {name: AssumeRoleSource(spec, utc_now, client_factory) for name, spec in cfg.roles.items()}
+
+    async def role_credentials(name: str) -> Credentials:  # for roles chained off another
+        return await engine.get(name)
+
+    sources = build_sources(cfg, utc_now, client_factory, role_credentials)
     engine = CredentialEngine(sources, cfg.refresh, utc_now)
     try:
         asyncio.run(daemon.serve(cfg, engine, on_ready))
@@ -101,7 +122,7 @@ def run_daemon(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = config.load(_cli_values(args), os.environ, args.config)
+    cfg = config.load(_cli_values(args), os.environ, args.config, profiles.read_profile)
     return run_daemon(cfg)
 
 
