@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imds_proxy import __version__, config, logs, profiles
+from imds_proxy import __version__, config, control, logs, mfa, profiles
 from imds_proxy.config import Config, Listener
 from imds_proxy.credentials import Credentials, utc_now
-from imds_proxy.errors import ConfigError, CredentialsUnavailable, ImdsProxyError
+from imds_proxy.errors import ConfigError, ControlError, CredentialsUnavailable, ImdsProxyError
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.sts import ClientFactory, build_sources, default_client
 
@@ -46,7 +47,7 @@ _SERVE = {
     ),
     "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
 }
-#: Roles from ~/.aws/config, the full AssumeRole surface, web identity.
+#: Roles from ~/.aws/config, the full AssumeRole surface, web identity and MFA.
 _ROLE_OPTIONS = {
     "--profile": ("profile", "take the role and its source from this ~/.aws/config profile"),
     "--credential-source": ("credential_source", "Environment|Ec2InstanceMetadata|EcsContainer"),
@@ -60,6 +61,12 @@ _ROLE_OPTIONS = {
     "--tag": ("tags", "session tag KEY=VALUE; repeatable"),
     "--transitive-tag-key": ("transitive_tag_keys", "tag key that survives role chaining; repeatable"),
     "--source-identity": ("source_identity", "SourceIdentity for AssumeRole"),
+    "--mfa-serial": ("mfa_serial", "MFA device ARN; codes come from `imds-proxy mfa` or --mfa-process"),
+    "--mfa-process": ("mfa_process", "command that prints an MFA code (e.g. a password manager)"),
+    "--mfa-duration": ("mfa_duration", "MFA session length in seconds, 900-129600 (default 43200)"),
+    "--mfa-warn-ahead": ("mfa_warn_ahead", "warn this many seconds before an MFA session ends (1800)"),
+    "--notify-command": ("notify_command", "command run with a message when an MFA session is ending"),
+    "--control-socket": ("control_socket", "control socket path (default $XDG_RUNTIME_DIR/imds-proxy/)"),
 }
 
 
@@ -83,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, _ROLE_OPTIONS)
     _add(serve, _COMMON)
     serve.set_defaults(func=cmd_serve)
+
+    mfa_cmd = sub.add_parser("mfa", help="give the running daemon an MFA code (prompts for it)")
+    mfa_cmd.add_argument("--role", help="the role that needs the code (default: the only MFA role)")
+    roles_cmd = sub.add_parser("roles", help="list the running daemon's roles, credentials and errors")
+    roles_cmd.add_argument("--json", action="store_true", help="print JSON")
+    for cmd in (mfa_cmd, roles_cmd):
+        cmd.add_argument("--control-socket", type=Path, help="the daemon's control socket")
+        cmd.add_argument("--config", type=Path, help="the daemon's config file (for its control_socket)")
+    mfa_cmd.set_defaults(func=cmd_mfa)
+    roles_cmd.set_defaults(func=cmd_roles)
 
     sandbox = sub.add_parser("sandbox", help="run a local AWS (moto) with a role in it and serve that role")
     sandbox.add_argument(
@@ -110,10 +127,16 @@ def run_daemon(
     async def role_credentials(name: str) -> Credentials:  # for roles chained off another
         return await engine.get(name)
 
-    sources = build_sources(cfg, utc_now, client_factory, role_credentials)
+    sources, mfa_sessions = build_sources(cfg, utc_now, client_factory, role_credentials)
     engine = CredentialEngine(sources, cfg.refresh, utc_now)
+    controller = control.Controller(cfg, engine, mfa_sessions, utc_now)
+    notify = mfa.command_notifier(cfg.notify_command) if cfg.notify_command else None
+    services: list[contextlib.AbstractAsyncContextManager[Any]] = [
+        control.ControlServer(cfg.control_socket or control.default_path(), controller.handle),
+        mfa.MfaWatcher(list({id(s): s for s in mfa_sessions.values()}.values()), utc_now, notify),
+    ]
     try:
-        asyncio.run(daemon.serve(cfg, engine, on_ready))
+        asyncio.run(daemon.serve(cfg, engine, on_ready, services))
     except CredentialsUnavailable as e:
         cause = e.cause if e.cause is not None else e
         print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
@@ -124,6 +147,44 @@ def run_daemon(
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = config.load(_cli_values(args), os.environ, args.config, profiles.read_profile)
     return run_daemon(cfg)
+
+
+def _control_path(args: argparse.Namespace) -> Path:
+    """--control-socket, else IMDS_PROXY_CONTROL_SOCKET, else the config file's, else the default."""
+    if args.control_socket:
+        return Path(args.control_socket)
+    values = config.read_env(os.environ)
+    env_file = os.environ.get("IMDS_PROXY_CONFIG")
+    file = args.config or (Path(env_file) if env_file else None)
+    if file is not None and "control_socket" not in values:
+        values = config.read_file(file)
+    raw = values.get("control_socket")
+    return Path(str(raw)).expanduser() if raw else control.default_path()
+
+
+def cmd_mfa(args: argparse.Namespace) -> int:
+    path = _control_path(args)
+    info = control.request(path, {"op": "mfa-role", "role": args.role}, timeout=10)
+    if not info.get("ok"):
+        raise ControlError(str(info.get("error")))
+    code = control.read_code(f"MFA code for {info['serial']} (role {info['role']}): ").strip()
+    if not mfa.CODE_RE.fullmatch(code):
+        raise ControlError("an MFA code is six digits; run `imds-proxy mfa` again with the current one")
+    reply = control.request(path, {"op": "mfa", "role": info["role"], "code": code})
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error")))
+    print(reply["message"])
+    return 0
+
+
+def cmd_roles(args: argparse.Namespace) -> int:
+    import json
+
+    reply = control.request(_control_path(args), {"op": "roles"}, timeout=10)
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error")))
+    print(json.dumps(reply["roles"], indent=2) if args.json else control.render_roles(reply["roles"]))
+    return 0
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

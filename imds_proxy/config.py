@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from imds_proxy import role_params
 from imds_proxy.credentials import account_of, role_name_of
 from imds_proxy.errors import ConfigError
+from imds_proxy.role_params import DEFAULT_MFA_DURATION
 
 ENV_PREFIX = "IMDS_PROXY_"
 DEFAULT_LISTEN = "127.0.0.1:8169"
@@ -24,6 +26,8 @@ DEFAULT_DURATION = 3600
 #: botocore extends credentials with under 15 min + 2–10 min jitter left (protocol.md §4.1);
 #: serving at least 30 min keeps every SDK on its normal refresh path.
 DEFAULT_REFRESH_AHEAD = 1800
+#: Warn this long before an MFA session that needs a human code ends.
+DEFAULT_MFA_WARN_AHEAD = 1800
 
 # STS limits (protocol.md §6).
 MIN_DURATION, MAX_DURATION = 900, 43200
@@ -45,7 +49,7 @@ ROLE_KEYS = (
     "region",
     "source_profile",
     "sts_endpoint_url",
-    # Roles from ~/.aws/config, chaining, web identity, the full AssumeRole surface.
+    # Roles from ~/.aws/config, chaining, web identity, the full AssumeRole surface, MFA.
     "profile",
     "credential_source",
     "source_role",
@@ -56,6 +60,9 @@ ROLE_KEYS = (
     "tags",
     "transitive_tag_keys",
     "source_identity",
+    "mfa_serial",
+    "mfa_process",
+    "mfa_duration",
 )
 #: Every key the config file, the environment and the command line understand.
 KEYS = (
@@ -68,6 +75,9 @@ KEYS = (
     "instance_type",
     "log_format",
     "log_level",
+    "control_socket",
+    "mfa_warn_ahead",
+    "notify_command",
 )
 
 #: Reads one ~/.aws/config profile as role keys (profiles.read_profile; a dict in tests).
@@ -118,6 +128,10 @@ class RoleSpec:
     tags: tuple[tuple[str, str], ...] = ()
     transitive_tag_keys: tuple[str, ...] = ()
     source_identity: str | None = None
+    mfa_serial: str | None = None
+    #: A command that prints an MFA code (shell words, run without a shell).
+    mfa_process: str | None = None
+    mfa_duration: int = DEFAULT_MFA_DURATION
 
     @property
     def name(self) -> str:
@@ -138,6 +152,8 @@ class RoleSpec:
             source = "default credential chain"
         if self.profile:
             source = f"profile {self.profile} <- {source}"
+        if self.mfa_serial:
+            source += f", MFA {self.mfa_serial}"
         return source
 
     @property
@@ -190,6 +206,11 @@ class Config:
     imdsv1: bool = False
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    #: The control socket (`imds-proxy mfa`, `imds-proxy roles`); None: the default path.
+    control_socket: Path | None = None
+    mfa_warn_ahead: timedelta = timedelta(seconds=DEFAULT_MFA_WARN_AHEAD)
+    #: Run with a message appended when an MFA session is about to end (e.g. notify-send).
+    notify_command: tuple[str, ...] | None = None
 
     @property
     def role(self) -> RoleSpec:
@@ -501,4 +522,23 @@ def build(values: Mapping[str, Any], profiles: ProfileReader | None = None) -> C
         imdsv1=imdsv1,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=log_level,
+        **_mfa_and_control(values),
     )
+
+
+def _mfa_and_control(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The daemon-wide keys of the control socket and the MFA warning."""
+    socket_path = _str(values, "control_socket")
+    notify = _str(values, "notify_command")
+    try:
+        notify_argv = tuple(shlex.split(notify)) if notify else None
+    except ValueError:
+        notify_argv = ()
+    if notify_argv == ():
+        raise ConfigError("notify_command", "is not a command", 'write e.g. notify_command = "notify-send"')
+    warn = _int(values, "mfa_warn_ahead", DEFAULT_MFA_WARN_AHEAD, 60, 86400, "seconds")
+    return {
+        "control_socket": Path(socket_path).expanduser() if socket_path else None,
+        "mfa_warn_ahead": timedelta(seconds=warn),
+        "notify_command": notify_argv,
+    }

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from imds_proxy.app import create_app
 from imds_proxy.config import Config, Listener
-from imds_proxy.errors import ListenError
+from imds_proxy.errors import CredentialsUnavailable, ListenError
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.tokens import TokenIssuer
 
@@ -56,8 +58,27 @@ async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
     return listener.bound_to(int(runner.addresses[0][1]))
 
 
-async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | None = None) -> None:
-    """Prime credentials, bind every listener, report ready, run until SIGTERM/SIGINT.
+async def _prime(engine: CredentialEngine, name: str) -> None:
+    """First credentials for a role. A role whose source waits for input (an MFA code) does
+    not hold start-up: it answers with EC2's error document until the input arrives."""
+    try:
+        creds = await engine.get(name)
+    except CredentialsUnavailable as e:
+        if e.cause is None or not e.cause.needs_input:
+            raise
+        log.info("role %s: serving EC2's error document until the input arrives", name)
+        return
+    log.info("role %s ready: key=%s", name, creds.key_suffix)
+
+
+async def serve(
+    config: Config,
+    engine: CredentialEngine,
+    on_ready: OnReady | None = None,
+    services: Sequence[contextlib.AbstractAsyncContextManager[Any]] = (),
+) -> None:
+    """Start `services` (control socket, MFA watcher), prime credentials, bind every listener,
+    report ready, run until SIGTERM/SIGINT.
 
     Raises CredentialsUnavailable when the first credentials cannot be had, ListenError
     when a listener cannot be bound; nothing is served in either case.
@@ -68,10 +89,12 @@ async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | No
         loop.add_signal_handler(sig, stop.set)
     tokens = TokenIssuer(time.time)
     runners: list[web.AppRunner] = []
+    started = contextlib.AsyncExitStack()
     try:
+        for service in services:
+            await started.enter_async_context(service)
         for name in engine.role_names:
-            creds = await engine.get(name)
-            log.info("role %s ready: key=%s", name, creds.key_suffix)
+            await _prime(engine, name)
         bound: list[Listener] = []
         for i, listener in enumerate(config.listeners):
             # One app per listener, as each serves one role; the first runs the refresher.
@@ -93,3 +116,4 @@ async def serve(config: Config, engine: CredentialEngine, on_ready: OnReady | No
             loop.remove_signal_handler(sig)
         for runner in runners:
             await runner.cleanup()
+        await started.aclose()

@@ -29,6 +29,7 @@ PROFILE_KEYS = {
     "external_id": "external_id",
     "duration_seconds": "duration",
     "role_session_name": "role_session_name",
+    "mfa_serial": "mfa_serial",
     "web_identity_token_file": "web_identity_token_file",
     "region": "region",
 }

@@ -1,11 +1,12 @@
 """A role's AssumeRole parameters beyond its ARN, validated against STS's limits (protocol.md §6):
-session-name templates, session policies, tags, source identity, the source of credentials."""
+session-name templates, session policies, tags, source identity, the source of credentials, MFA."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import re
+import shlex
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,17 +15,20 @@ from typing import Any
 from imds_proxy.errors import ConfigError
 
 SOURCE_IDENTITY_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+MFA_SERIAL_RE = re.compile(r"[\w+=/:,.@-]{9,256}", re.ASCII)
 POLICY_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]{1,512}", re.ASCII)
 # IAM's tag pattern is [\p{L}\p{Z}\p{N}_.:/=+\-@]; Python's \w and \s are the closest match.
 TAG_KEY_RE = re.compile(r"[\w\s.:/=+@-]{1,128}")
 TAG_VALUE_RE = re.compile(r"[\w\s.:/=+@-]{0,256}")
 MAX_POLICY_CHARS, MAX_POLICY_ARNS, MAX_TAGS = 2048, 10, 50
+#: GetSessionToken lasts 15 min to 36 h; AWS's default is 12 h.
+MIN_MFA_DURATION, MAX_MFA_DURATION, DEFAULT_MFA_DURATION = 900, 129600, 43200
 #: What botocore accepts as a profile's credential_source.
 CREDENTIAL_SOURCES = ("Environment", "Ec2InstanceMetadata", "EcsContainer")
 #: The keys that say where a role's source credentials come from; at most one per role.
 SOURCE_KEYS = ("source_profile", "credential_source", "source_role", "web_identity_token_file")
 #: AssumeRoleWithWebIdentity takes none of these: the token's claims play their part.
-_NOT_WITH_WEB_IDENTITY = ("external_id", "tags", "transitive_tag_keys", "source_identity")
+_NOT_WITH_WEB_IDENTITY = ("external_id", "tags", "transitive_tag_keys", "source_identity", "mfa_serial")
 
 
 def layer(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,6 +159,19 @@ def _tags(values: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda kv: kv[0].lower()))
 
 
+def _int_in(values: Mapping[str, Any], key: str, default: int, lo: int, hi: int, where: str) -> int:
+    raw = values.get(key, default)
+    try:
+        value = int(raw) if not isinstance(raw, bool) else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None:
+        raise ConfigError(where + key, f"{raw!r} is not a whole number", f"give seconds from {lo} to {hi}")
+    if not lo <= value <= hi:
+        raise ConfigError(where + key, f"{value} is out of range", f"give seconds from {lo} to {hi}")
+    return value
+
+
 def parse(values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
     """The extra RoleSpec fields of one role, validated. `where` prefixes key names in errors."""
 
@@ -178,7 +195,7 @@ def parse(values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
             raise err(
                 clash[0],
                 "does not apply to web identity",
-                "AssumeRoleWithWebIdentity takes no ExternalId, tags or source identity: remove it",
+                "AssumeRoleWithWebIdentity takes no ExternalId, tags, source identity or MFA: remove it",
             )
         web_identity = str(Path(web_identity).expanduser())
 
@@ -210,6 +227,20 @@ def parse(values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
             "use 2 to 64 characters from letters, digits and +=,.@-_",
         )
 
+    mfa_serial = _text(values, "mfa_serial", where)
+    if mfa_serial is not None and not MFA_SERIAL_RE.fullmatch(mfa_serial):
+        raise err("mfa_serial", f"{mfa_serial!r} is not an MFA device", "write arn:aws:iam::ACCOUNT:mfa/NAME")
+    mfa_process = _text(values, "mfa_process", where)
+    if mfa_process is not None:
+        if mfa_serial is None:
+            raise err("mfa_process", "is given without mfa_serial", "set mfa_serial to the MFA device ARN")
+        try:
+            ok = bool(shlex.split(mfa_process))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise err("mfa_process", "is not a command", 'write e.g. mfa_process = "pass otp aws"')
+
     return {
         "profile": _text(values, "profile", where),
         "credential_source": credential_source,
@@ -220,6 +251,11 @@ def parse(values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         "tags": tags,
         "transitive_tag_keys": transitive,
         "source_identity": source_identity,
+        "mfa_serial": mfa_serial,
+        "mfa_process": mfa_process,
+        "mfa_duration": _int_in(
+            values, "mfa_duration", DEFAULT_MFA_DURATION, MIN_MFA_DURATION, MAX_MFA_DURATION, where
+        ),
     }
 
 

@@ -1,4 +1,4 @@
-"""boto3-backed Sources: AssumeRole (profiles, chaining) and AssumeRoleWithWebIdentity
+"""boto3-backed Sources: AssumeRole (profiles, chaining, MFA) and AssumeRoleWithWebIdentity
 through STS, always off the event loop. The only boto3 importer."""
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from imds_proxy.errors import (
     AssumeRoleDenied,
     CredentialsUnavailable,
     DurationTooLong,
+    MfaRequired,
     SourceCredentialsInvalid,
     SourceCredentialsMissing,
     SourceError,
 )
+from imds_proxy.mfa import MfaSession, SessionKeys
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
@@ -81,7 +83,7 @@ def default_client(spec: RoleSpec) -> STSClient:
 
 def client_like(base: STSClient, access_key_id: str, secret: str, token: str) -> STSClient:
     """A client to the same STS endpoint and region as `base`, signing with the keys given
-    (those of the role a chained role is assumed from)."""
+    (an MFA session's, or the keys of the role a chained role is assumed from)."""
     session = boto3.Session(botocore_session=profiles.explicit_session())
     return session.client(
         "sts",
@@ -162,6 +164,10 @@ def classify(error: Exception, spec: RoleSpec) -> SourceError:
         return SourceCredentialsInvalid(
             f"STS rejected our own credentials {aws}; refresh or replace the source credentials"
         )
+    if code == "AccessDenied" and spec.mfa_serial and "multifactor" in message.lower().replace(" ", ""):
+        return MfaRequired(
+            f"STS refused the MFA code for {spec.mfa_serial} {aws}; run `imds-proxy mfa` with a fresh code"
+        )
     if code == "AccessDenied":
         return _denied(message, spec, aws)
     if code == "ValidationError" and "DurationSeconds" in message:
@@ -187,7 +193,7 @@ def _denied(message: str, spec: RoleSpec, aws: str) -> AssumeRoleDenied:
     elif "resource-based policy" in text or "trust" in text:
         why = f"the trust policy of {role} does not trust the caller: add the caller as a principal"
     elif "multifactor" in text or "mfa" in text:
-        why = f"{role} requires MFA"
+        why = f"{role} requires MFA: set mfa_serial for it"
     elif spec.external_id:
         why = (
             f"AssumeRole {role} was refused: check that the ExternalId matches the role's trust "
@@ -212,8 +218,10 @@ class AssumeRoleSource:
 
     Where the keys that call STS come from: the client factory (source profile, profile,
     credential_source, default chain); or another configured role (`upstream`, role
-    chaining); or nothing (web identity, unsigned). boto3 clients are made once per set of
-    keys (clients are thread-safe, sessions are not) and every STS call runs in a worker thread.
+    chaining); or nothing (web identity, unsigned). With `mfa`, an MFA-backed session
+    (GetSessionToken) stands between the source and AssumeRole; without a code it raises
+    MfaRequired instead of waiting. boto3 clients are made once per set of keys (clients
+    are thread-safe, sessions are not) and every STS call runs in a worker thread.
     """
 
     def __init__(
@@ -223,6 +231,7 @@ class AssumeRoleSource:
         client_factory: ClientFactory = default_client,
         *,
         upstream: Callable[[], Awaitable[Credentials]] | None = None,
+        mfa: MfaSession | None = None,
         chained: bool = False,
         keyed_client: KeyedClientFactory = client_like,
     ) -> None:
@@ -231,8 +240,11 @@ class AssumeRoleSource:
         self._factory = client_factory
         self._keyed_client = keyed_client
         self._upstream = upstream
+        self.mfa = mfa
         self._client: STSClient | None = None
         self._signed: tuple[str, STSClient] | None = None  # keys we sign with → their client
+        #: MFA goes straight into AssumeRole: GetSessionToken refuses temporary credentials.
+        self._mfa_direct = upstream is not None
         self.duration = spec.duration
         if chained:
             self._clamp("its source credentials are role credentials (role chaining)")
@@ -263,9 +275,9 @@ class AssumeRoleSource:
             try:
                 upstream = await self._upstream()
             except CredentialsUnavailable as e:
-                raise SourceError(
-                    f"source role {self.spec.source_role} has no credentials: {e.cause or e}"
-                ) from None
+                err = SourceError(f"source role {self.spec.source_role} has no credentials: {e.cause or e}")
+                err.needs_input = e.cause is not None and e.cause.needs_input
+                raise err from None
         return await asyncio.to_thread(self._fetch, upstream)
 
     def _fetch(self, upstream: Credentials | None) -> Credentials:
@@ -326,6 +338,9 @@ class AssumeRoleSource:
 
     def _assume_role(self, client: STSClient) -> Mapping[str, Any]:
         params = assume_role_params(self.spec, self.duration)
+        if self.mfa is not None:
+            client, mfa_params = self._through_mfa(client, self.mfa)
+            params.update(mfa_params)
         try:
             answer = client.assume_role(**params)
         except bce.ClientError as e:
@@ -334,7 +349,59 @@ class AssumeRoleSource:
             self._clamp("STS says its source credentials are role credentials (role chaining)")
             params["DurationSeconds"] = self.duration
             answer = client.assume_role(**params)
+        if self.mfa is not None and "TokenCode" in params:
+            self.mfa.opened(None, answer["Credentials"]["Expiration"])
         return answer
+
+    def _through_mfa(self, client: STSClient, mfa: MfaSession) -> tuple[STSClient, dict[str, str]]:
+        """The client and extra parameters for an AssumeRole that needs MFA: an MFA session's
+        client, or (temporary source credentials) the code itself."""
+        keys = mfa.usable_keys(self._clock())
+        code = mfa.take_code()  # a code someone just gave wins over a session still valid
+        if code is None and keys is None:
+            code = mfa.obtain_code()
+        if code is None:
+            if keys is not None:
+                return self._signing(keys.access_key_id, keys.secret_access_key, keys.session_token), {}
+            raise MfaRequired(
+                f"role {self.spec.name} needs an MFA code for {mfa.serial}: {mfa.command_hint()}"
+            )
+        if not self._mfa_direct:
+            try:
+                answer = client.get_session_token(
+                    SerialNumber=mfa.serial, TokenCode=code, DurationSeconds=mfa.duration
+                )
+            except bce.ClientError as e:
+                if "with session credentials" not in e.response.get("Error", {}).get("Message", ""):
+                    raise
+                log.info(
+                    "MFA %s: the source credentials are temporary; giving codes to AssumeRole", mfa.serial
+                )
+                self._mfa_direct = True
+            else:
+                c = answer["Credentials"]
+                keys = SessionKeys(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], c["Expiration"])
+                mfa.opened(keys, keys.expiration)
+                log.info(
+                    "GetSessionToken serial=%s key=%s expires=%s",
+                    mfa.serial,
+                    key_suffix(keys.access_key_id),
+                    wire_time(keys.expiration),
+                )
+                return self._signing(keys.access_key_id, keys.secret_access_key, keys.session_token), {}
+        return client, {"SerialNumber": mfa.serial, "TokenCode": code}
+
+
+def _mfa_key(spec: RoleSpec) -> Hashable:
+    """Roles that name the same device with the same source share one MFA session."""
+    return (
+        spec.mfa_serial,
+        spec.source_profile,
+        spec.credential_source,
+        spec.source_role,
+        spec.mfa_process,
+        spec.mfa_duration,
+    )
 
 
 def build_sources(
@@ -342,12 +409,22 @@ def build_sources(
     clock: Clock,
     client_factory: ClientFactory,
     role_credentials: RoleCredentials,
-) -> dict[str, AssumeRoleSource]:
-    """A source per configured role."""
+) -> tuple[dict[str, AssumeRoleSource], dict[str, MfaSession]]:
+    """A source per configured role, and the MFA session of each role that needs one."""
+    sessions: dict[Hashable, MfaSession] = {}
+    by_role: dict[str, MfaSession] = {}
     sources: dict[str, AssumeRoleSource] = {}
     for name, spec in cfg.roles.items():
+        mfa = None
+        if spec.mfa_serial is not None:
+            mfa = sessions.setdefault(
+                _mfa_key(spec),
+                MfaSession(spec.mfa_serial, spec.mfa_duration, spec.mfa_process, cfg.mfa_warn_ahead),
+            )
+            mfa.roles.append(name)
+            by_role[name] = mfa
         upstream = functools.partial(role_credentials, spec.source_role) if spec.source_role else None
         sources[name] = AssumeRoleSource(
-            spec, clock, client_factory, upstream=upstream, chained=profiles.source_is_a_role(spec)
+            spec, clock, client_factory, upstream=upstream, mfa=mfa, chained=profiles.source_is_a_role(spec)
         )
-    return sources
+    return sources, by_role

@@ -144,6 +144,20 @@ async def test_max_session_duration_refusal_is_not_retried_and_names_the_fix() -
     [
         (
             bce.ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDenied",
+                        "Message": "MultiFactorAuthentication failed with invalid MFA",
+                    }
+                },
+                "GetSessionToken",
+            ),
+            {"mfa_serial": "arn:aws:iam::123456789012:mfa/alice"},
+            errors.MfaRequired,
+            "imds-proxy mfa",
+        ),
+        (
+            bce.ClientError(
                 {"Error": {"Code": "InvalidIdentityToken", "Message": "Incorrect token audience"}},
                 "AssumeRoleWithWebIdentity",
             ),

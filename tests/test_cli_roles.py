@@ -1,16 +1,17 @@
-"""As a user runs it: `serve --profile` from an existing ~/.aws/config — real processes,
-boto3 as the client."""
+"""As a user runs it: `serve --profile` from an existing ~/.aws/config, and an MFA role that
+starts waiting and works after `imds-proxy mfa` — real processes, boto3 as the client."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import TOKEN, TTL
-from procs import daemon, isolated_env
+from conftest import TOKEN, TTL, StsRequests
+from procs import daemon, isolated_env, run
 
 BASE_KEY = "AKIAIMDSPROXYBASE002"
 CODE = "384615"  # not a substring of moto's account id
@@ -82,4 +83,58 @@ def test_serve_profile_dev_gives_boto3_the_role(tmp_path: Path, local_aws: Any) 
         out = boto3_caller(tmp_path, url, local_aws)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/dev/alice-laptop"
+        roles = imds_proxy(["roles"], env)
+        assert roles.returncode == 0, roles.stderr
+        assert "profile dev <- profile base" in roles.stdout and " ok " in roles.stdout
         assert d.stop() == 0
+
+
+def test_mfa_role_starts_waiting_and_works_after_imds_proxy_mfa(
+    tmp_path: Path, local_aws: Any, sts_requests: StsRequests
+) -> None:
+    env = write_aws_config(
+        tmp_path,
+        local_aws,
+        "[profile admin]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = base\n"
+        "mfa_serial = arn:aws:iam::123456789012:mfa/alice\nservices = local\n",
+    )
+    with daemon(["serve", "--profile", "admin", "--listen", "127.0.0.1:0"], env) as d:
+        # Start-up does not wait for a code: it serves EC2's error document meanwhile.
+        url = d.wait_for(r"serving IMDS for role admin on (http://\S+/)").group(1)
+        doc = imds_document(url, "admin")
+        assert doc["Code"] == "MfaRequired" and "run `imds-proxy mfa --role admin`" in doc["Message"]
+        assert "waiting for MFA" in imds_proxy(["roles"], env).stdout
+
+        bad = imds_proxy(["mfa", "--role", "admin"], env, stdin="12ab\n")
+        assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("imds-proxy: ")
+        assert "six digits" in bad.stderr and "Traceback" not in bad.stderr
+        with socket.socket(socket.AF_UNIX) as s:  # garbage on the control socket
+            s.connect(str(tmp_path / "run" / "imds-proxy" / "control.sock"))
+            s.sendall(b"\x00garbage\n")
+
+        good = imds_proxy(["mfa"], env, stdin=f"{CODE}\n")  # the only MFA role: no --role needed
+        assert good.returncode == 0, good.stderr
+        assert "role admin: credentials valid until" in good.stdout
+        assert "MFA session for arn:aws:iam::123456789012:mfa/alice valid until" in good.stdout
+
+        out = boto3_caller(tmp_path, url, local_aws)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().startswith("arn:aws:sts::123456789012:assumed-role/admin/")
+        assert "11h59m left" in imds_proxy(["roles"], env).stdout
+        assert d.stop() == 0
+    [opened] = sts_requests("GetSessionToken")
+    assert (opened["SerialNumber"], opened["TokenCode"], opened["_signer"]) == (
+        "arn:aws:iam::123456789012:mfa/alice",
+        CODE,
+        BASE_KEY,
+    )
+    [assumed] = sts_requests("AssumeRole")
+    assert assumed["_signer"] not in ("", BASE_KEY)  # signed with the MFA session's keys
+    assert CODE not in "\n".join(d.stderr)  # codes never reach a log
+
+
+def test_mfa_without_a_daemon_is_one_line(tmp_path: Path) -> None:
+    result = run(["mfa", "--role", "admin"], isolated_env(tmp_path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imds-proxy: no imds-proxy daemon is listening")

@@ -80,7 +80,7 @@ async def serve_and_fetch(cfg: config.Config, aiohttp_client: AppClient, role: s
     async def role_credentials(name: str) -> Credentials:
         return await engine.get(name)
 
-    sources = build_sources(cfg, clock, default_client, role_credentials)
+    sources, _ = build_sources(cfg, clock, default_client, role_credentials)
     engine = CredentialEngine(sources, cfg.refresh, clock, rng=random.Random(1))
     app = create_app(cfg, engine, clock=clock, tokens=TokenIssuer(clock.seconds), background_refresh=False)
     return await get_credentials(await aiohttp_client(app), role)
@@ -246,10 +246,12 @@ def test_profile_keys_are_read_through_botocore(aws_config: Write) -> None:
             external_id="x-1",
             duration_seconds="900",
             role_session_name="{user}-ci",
+            mfa_serial=f"arn:aws:iam::{ACCOUNT}:mfa/alice",
             region="eu-west-1",
         )
     )
     spec = build(profile="dev").role
     assert (spec.external_id, spec.duration, spec.region) == ("x-1", 900, "eu-west-1")
+    assert spec.mfa_serial == f"arn:aws:iam::{ACCOUNT}:mfa/alice"
     assert spec.session_name.endswith("-ci") and "{" not in spec.session_name
     assert json.dumps(spec.source_description) and "profile dev <- profile base" in spec.source_description

@@ -3,6 +3,7 @@ layering, and a cache key (RoleSpec) that changes with every parameter."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,15 @@ def test_every_parameter_lands_in_the_spec(tmp_path: Path) -> None:
         tags={"team": "blue", "Project": "x"},
         transitive_tag_keys=["team"],
         source_identity="alice",
+        mfa_serial="arn:aws:iam::123456789012:mfa/alice",
     )
     assert spec.policy == json.dumps(POLICY, separators=(",", ":"))  # compact: counts toward 2048
     assert spec.policy_arns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)
     assert spec.tags == (("Project", "x"), ("team", "blue"))
     assert spec.transitive_tag_keys == ("team",)
     assert spec.source_identity == "alice"
+    assert spec.mfa_serial == "arn:aws:iam::123456789012:mfa/alice"
+    assert spec.mfa_duration == 43200
 
 
 @pytest.mark.parametrize(
@@ -52,6 +56,7 @@ def test_every_parameter_lands_in_the_spec(tmp_path: Path) -> None:
         ("tags", {"team": "red"}),
         ("transitive_tag_keys", []),
         ("source_identity", "bob"),
+        ("mfa_serial", "arn:aws:iam::123456789012:mfa/bob"),
         ("source_profile", "other"),
         ("region", "eu-west-1"),
     ],
@@ -65,6 +70,7 @@ def test_the_cache_key_changes_with_every_parameter(change: str, value: Any) -> 
         "tags": {"team": "blue"},
         "transitive_tag_keys": ["team"],
         "source_identity": "alice",
+        "mfa_serial": "arn:aws:iam::123456789012:mfa/alice",
     }
     a, b = role(**base), role(**{**base, change: value})
     assert a != b and hash(a) != hash(b)
@@ -100,11 +106,16 @@ def test_policy_can_be_a_toml_table_or_a_file(tmp_path: Path) -> None:
         ({"tags": {"a": "1"}, "transitive_tag_keys": ["b"]}, "transitive_tag_keys", "not one of the tags"),
         ({"source_identity": "a"}, "source_identity", "pattern"),
         ({"source_identity": "has space"}, "source_identity", "pattern"),
+        ({"mfa_serial": "short"}, "mfa_serial", "not an MFA device"),
+        ({"mfa_process": "pass otp"}, "mfa_process", "without mfa_serial"),
+        ({"mfa_serial": "arn:aws:iam::1:mfa/a", "mfa_process": "'"}, "mfa_process", "not a command"),
+        ({"mfa_duration": 600}, "mfa_duration", "900 to 129600"),
         ({"credential_source": "Laptop"}, "credential_source", "not allowed"),
         ({"source_profile": "a", "credential_source": "Environment"}, "credential_source", "one source"),
         ({"web_identity_token_file": "/t", "external_id": "abc"}, "external_id", "web identity"),
         ({"role_session_name": "{user}-{nope}"}, "role_session_name", "unknown placeholder {nope}"),
         ({"role_session_name": "{user"}, "role_session_name", "unbalanced"),
+        ({"notify_command": "'"}, "notify_command", "not a command"),
     ],
 )
 def test_bad_parameters_name_the_key_and_the_fix(values: dict[str, Any], key: str, says: str) -> None:
@@ -198,3 +209,18 @@ def test_source_role_must_name_another_role_without_loops() -> None:
         config.build(
             {"roles": {"x": {"role_arn": a, "source_role": "y"}, "y": {"role_arn": a, "source_role": "x"}}}
         )
+
+
+def test_daemon_wide_mfa_and_control_keys() -> None:
+    cfg = config.build(
+        {
+            "role_arn": ROLE_ARN,
+            "control_socket": "~/ctl.sock",
+            "mfa_warn_ahead": 600,
+            "notify_command": "notify-send -u critical",
+        }
+    )
+    assert cfg.control_socket == Path("~/ctl.sock").expanduser()
+    assert cfg.mfa_warn_ahead.total_seconds() == 600
+    assert cfg.notify_command == ("notify-send", "-u", "critical")
+    assert dataclasses.replace(cfg).control_socket == cfg.control_socket
