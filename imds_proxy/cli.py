@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
@@ -11,12 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imds_proxy import __version__, channel, config, logs, shellenv
+from imds_proxy import __version__, channel, config, control, logs, mfa, profiles, shellenv
 from imds_proxy.config import Config, Listener, RoleSpec
-from imds_proxy.credentials import Source, utc_now
-from imds_proxy.errors import CommandNotRunnable, ConfigError, CredentialsUnavailable, ImdsProxyError
+from imds_proxy.credentials import Credentials, Source, utc_now
+from imds_proxy.errors import (
+    CommandNotRunnable,
+    ConfigError,
+    ControlError,
+    CredentialsUnavailable,
+    ImdsProxyError,
+)
 from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import AssumeRoleSource, ClientFactory, default_client
+from imds_proxy.sts import ClientFactory, build_sources, default_client
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -60,12 +67,33 @@ _CONTAINER = {
         "NETWORK=ROLE: clients from NETWORK get only ROLE; repeatable (needs the container endpoint)",
     ),
 }
-_APPEND = ("listen", "clients")
+#: Roles from ~/.aws/config, the full AssumeRole surface, web identity and MFA.
+_ROLE_OPTIONS = {
+    "--profile": ("profile", "take the role and its source from this ~/.aws/config profile"),
+    "--credential-source": ("credential_source", "Environment|Ec2InstanceMetadata|EcsContainer"),
+    "--web-identity-token-file": (
+        "web_identity_token_file",
+        "assume the role with this OIDC token (re-read at every refresh)",
+    ),
+    "--policy": ("policy", "session policy (JSON)"),
+    "--policy-file": ("policy_file", "file holding the session policy"),
+    "--policy-arn": ("policy_arns", "managed session policy ARN; repeatable"),
+    "--tag": ("tags", "session tag KEY=VALUE; repeatable"),
+    "--transitive-tag-key": ("transitive_tag_keys", "tag key that survives role chaining; repeatable"),
+    "--source-identity": ("source_identity", "SourceIdentity for AssumeRole"),
+    "--mfa-serial": ("mfa_serial", "MFA device ARN; codes come from `imds-proxy mfa` or --mfa-process"),
+    "--mfa-process": ("mfa_process", "command that prints an MFA code (e.g. a password manager)"),
+    "--mfa-duration": ("mfa_duration", "MFA session length in seconds, 900-129600 (default 43200)"),
+    "--mfa-warn-ahead": ("mfa_warn_ahead", "warn this many seconds before an MFA session ends (1800)"),
+    "--notify-command": ("notify_command", "command run with a message when an MFA session is ending"),
+    "--control-socket": ("control_socket", "control socket path (default $XDG_RUNTIME_DIR/imds-proxy/)"),
+}
 
 
 def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
     for flag, (key, help_text) in options.items():
-        parser.add_argument(flag, dest=key, action="append" if key in _APPEND else "store", help=help_text)
+        action = "append" if key in config.LIST_KEYS else "store"
+        parser.add_argument(flag, dest=key, action=action, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,9 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="assume a role through STS and serve it over IMDSv2")
     serve.add_argument("--config", type=Path, help="TOML config file (same keys as the options)")
     _add(serve, _SERVE)
+    _add(serve, _ROLE_OPTIONS)
     _add(serve, _COMMON)
     _add(serve, _CONTAINER)
     serve.set_defaults(func=cmd_serve)
+
+    mfa_cmd = sub.add_parser("mfa", help="give the running daemon an MFA code (prompts for it)")
+    mfa_cmd.add_argument("--role", help="the role that needs the code (default: the only MFA role)")
+    roles_cmd = sub.add_parser("roles", help="list the running daemon's roles, credentials and errors")
+    roles_cmd.add_argument("--json", action="store_true", help="print JSON")
+    for cmd in (mfa_cmd, roles_cmd):
+        cmd.add_argument("--control-socket", type=Path, help="the daemon's control socket")
+        cmd.add_argument("--config", type=Path, help="the daemon's config file (for its control_socket)")
+    mfa_cmd.set_defaults(func=cmd_mfa)
+    roles_cmd.set_defaults(func=cmd_roles)
 
     sandbox = sub.add_parser(
         "sandbox",
@@ -162,6 +201,24 @@ def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in config.KEYS if getattr(args, k, None) is not None}
 
 
+def make_engine(
+    cfg: Config,
+    client_factory: ClientFactory,
+    wrap_source: Callable[[Source], Source] | None = None,
+) -> tuple[CredentialEngine, dict[str, mfa.MfaSession]]:
+    """The engine over a source for every configured role, and the roles' MFA sessions."""
+
+    async def role_credentials(name: str) -> Credentials:  # for roles chained off another
+        return await engine.get(name)
+
+    built, mfa_sessions = build_sources(cfg, utc_now, client_factory, role_credentials)
+    sources: dict[str, Source] = dict(built)
+    if wrap_source is not None:
+        sources = {name: wrap_source(source) for name, source in sources.items()}
+    engine = CredentialEngine(sources, cfg.refresh, utc_now)
+    return engine, mfa_sessions
+
+
 def run_daemon(
     cfg: Config,
     client_factory: ClientFactory = default_client,
@@ -177,13 +234,20 @@ def run_daemon(
 
     cfg = channel.resolve(cfg)  # load or generate the container token before anything runs
     logs.setup(cfg.log_format, cfg.log_level)
-    sources: dict[str, Source] = {}
-    for name, spec in cfg.roles.items():
-        source: Source = AssumeRoleSource(spec, utc_now, client_factory)
-        sources[name] = wrap_source(source) if wrap_source is not None else source
-    engine = CredentialEngine(sources, cfg.refresh, utc_now)
+
+    engine, mfa_sessions = make_engine(cfg, client_factory, wrap_source)
+    controller = control.Controller(cfg, engine, mfa_sessions, utc_now)
+    notify = mfa.command_notifier(cfg.notify_command) if cfg.notify_command else None
+    services: list[contextlib.AbstractAsyncContextManager[Any]] = [
+        control.ControlServer(
+            cfg.control_socket or control.default_path(),
+            controller.handle,
+            required=cfg.control_socket is not None or bool(mfa_sessions),
+        ),
+        mfa.MfaWatcher(list({id(s): s for s in mfa_sessions.values()}.values()), utc_now, notify),
+    ]
     try:
-        asyncio.run(daemon.serve(cfg, engine, on_ready, require_credentials=require_credentials))
+        asyncio.run(daemon.serve(cfg, engine, on_ready, services, require_credentials=require_credentials))
     except CredentialsUnavailable as e:
         cause = e.cause if e.cause is not None else e
         print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
@@ -192,8 +256,46 @@ def run_daemon(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = config.load(_cli_values(args), os.environ, args.config)
+    cfg = config.load(_cli_values(args), os.environ, args.config, profiles.read_profile)
     return run_daemon(cfg)
+
+
+def _control_path(args: argparse.Namespace) -> Path:
+    """--control-socket, else IMDS_PROXY_CONTROL_SOCKET, else the config file's, else the default."""
+    if args.control_socket:
+        return Path(args.control_socket)
+    values = config.read_env(os.environ)
+    env_file = os.environ.get("IMDS_PROXY_CONFIG")
+    file = args.config or (Path(env_file) if env_file else None)
+    if file is not None and "control_socket" not in values:
+        values = config.read_file(file)
+    raw = values.get("control_socket")
+    return Path(str(raw)).expanduser() if raw else control.default_path()
+
+
+def cmd_mfa(args: argparse.Namespace) -> int:
+    path = _control_path(args)
+    info = control.request(path, {"op": "mfa-role", "role": args.role}, timeout=10)
+    if not info.get("ok"):
+        raise ControlError(str(info.get("error")))
+    code = control.read_code(f"MFA code for {info['serial']} (role {info['role']}): ").strip()
+    if not mfa.CODE_RE.fullmatch(code):
+        raise ControlError("an MFA code is six digits; run `imds-proxy mfa` again with the current one")
+    reply = control.request(path, {"op": "mfa", "role": info["role"], "code": code})
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error")))
+    print(reply["message"])
+    return 0
+
+
+def cmd_roles(args: argparse.Namespace) -> int:
+    import json
+
+    reply = control.request(_control_path(args), {"op": "roles"}, timeout=10)
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error")))
+    print(json.dumps(reply["roles"], indent=2) if args.json else control.render_roles(reply["roles"]))
+    return 0
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -281,8 +383,7 @@ def run_exec(
             "them before ours; remove them or point AWS_SHARED_CREDENTIALS_FILE/AWS_CONFIG_FILE elsewhere",
             file=sys.stderr,
         )
-    source = AssumeRoleSource(cfg.roles[role], utc_now, client_factory)
-    engine = CredentialEngine({role: source}, cfg.refresh, utc_now)
+    engine, _ = make_engine(cfg, client_factory)
     try:
         return asyncio.run(execute.run(cfg, engine, role, command, environ=os.environ, extra_env=extra_env))
     except CredentialsUnavailable as e:

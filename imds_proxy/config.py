@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from imds_proxy import role_params
 from imds_proxy.clients import ClientMap, build_clients
 from imds_proxy.credentials import account_of, role_name_of
 from imds_proxy.errors import ConfigError
+from imds_proxy.role_params import DEFAULT_MFA_DURATION
 
 ENV_PREFIX = "IMDS_PROXY_"
 DEFAULT_LISTEN = "127.0.0.1:8169"
@@ -24,6 +27,8 @@ DEFAULT_DURATION = 3600
 #: botocore extends credentials with under 15 min + 2–10 min jitter left (protocol.md §4.1);
 #: serving at least 30 min keeps every SDK on its normal refresh path.
 DEFAULT_REFRESH_AHEAD = 1800
+#: Warn this long before an MFA session that needs a human code ends.
+DEFAULT_MFA_WARN_AHEAD = 1800
 
 # STS limits (protocol.md §6).
 MIN_DURATION, MAX_DURATION = 900, 43200
@@ -32,6 +37,8 @@ EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 ROLE_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
 INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
 REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+#: Keys that hold lists (repeatable options; comma-separated in the environment).
+LIST_KEYS = ("listen", "clients", "policy_arns", "tags", "transitive_tag_keys")
 
 #: Keys that describe one role: top level (the default role) or in a `[roles.NAME]` table,
 #: where unset ones are inherited from the top level.
@@ -43,6 +50,20 @@ ROLE_KEYS = (
     "region",
     "source_profile",
     "sts_endpoint_url",
+    # Roles from ~/.aws/config, chaining, web identity, the full AssumeRole surface, MFA.
+    "profile",
+    "credential_source",
+    "source_role",
+    "web_identity_token_file",
+    "policy",
+    "policy_file",
+    "policy_arns",
+    "tags",
+    "transitive_tag_keys",
+    "source_identity",
+    "mfa_serial",
+    "mfa_process",
+    "mfa_duration",
 )
 #: Every key the config file, the environment and the command line understand.
 KEYS = (
@@ -58,11 +79,15 @@ KEYS = (
     "container_token",
     "container_token_file",
     "clients",
+    "control_socket",
+    "mfa_warn_ahead",
+    "notify_command",
 )
-#: Keys whose environment and command-line form is a comma-separated list.
-LIST_KEYS = ("listen", "clients")
 #: A container authorization token shorter than this is guessable.
 MIN_CONTAINER_TOKEN = 16
+
+#: Reads one ~/.aws/config profile as role keys (profiles.read_profile; a dict in tests).
+ProfileReader = Callable[[str], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -96,10 +121,46 @@ class RoleSpec:
     region: str | None = None
     source_profile: str | None = None
     sts_endpoint_url: str | None = None
+    #: The ~/.aws/config profile the role was read from (its region and endpoint settings apply).
+    profile: str | None = None
+    credential_source: str | None = None
+    #: Another configured role whose credentials call STS for this one (role chaining).
+    source_role: str | None = None
+    web_identity_token_file: str | None = None
+    #: The session policy, as compact JSON.
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+    #: Session tags as (key, value) pairs, sorted by key.
+    tags: tuple[tuple[str, str], ...] = ()
+    transitive_tag_keys: tuple[str, ...] = ()
+    source_identity: str | None = None
+    mfa_serial: str | None = None
+    #: A command that prints an MFA code (shell words, run without a shell).
+    mfa_process: str | None = None
+    mfa_duration: int = DEFAULT_MFA_DURATION
 
     @property
     def name(self) -> str:
         return role_name_of(self.role_arn)
+
+    @property
+    def source_description(self) -> str:
+        """Where this role's source credentials come from, for operators."""
+        if self.web_identity_token_file:
+            source = f"web identity token {self.web_identity_token_file}"
+        elif self.source_role:
+            source = f"role {self.source_role} (chained)"
+        elif self.credential_source:
+            source = f"credential_source {self.credential_source}"
+        elif self.source_profile:
+            source = f"profile {self.source_profile}"
+        else:
+            source = "default credential chain"
+        if self.profile:
+            source = f"profile {self.profile} <- {source}"
+        if self.mfa_serial:
+            source += f", MFA {self.mfa_serial}"
+        return source
 
     @property
     def account_id(self) -> str:
@@ -167,6 +228,11 @@ class Config:
     log_level: str = "INFO"
     container: ContainerSettings = field(default_factory=ContainerSettings)
     clients: ClientMap = field(default_factory=ClientMap)
+    #: The control socket (`imds-proxy mfa`, `imds-proxy roles`); None: the default path.
+    control_socket: Path | None = None
+    mfa_warn_ahead: timedelta = timedelta(seconds=DEFAULT_MFA_WARN_AHEAD)
+    #: Run with a message appended when an MFA session is about to end (e.g. notify-send).
+    notify_command: tuple[str, ...] | None = None
 
     @property
     def role(self) -> RoleSpec:
@@ -230,7 +296,7 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """`IMDS_PROXY_<KEY>` variables; LISTEN and CLIENTS take comma-separated lists."""
+    """`IMDS_PROXY_<KEY>` variables; list keys (LISTEN, CLIENTS, TAGS, ...) take comma-separated lists."""
     out: dict[str, Any] = {}
     for key in KEYS:
         raw = env.get(ENV_PREFIX + key.upper())
@@ -252,12 +318,13 @@ def load(
     cli: Mapping[str, Any],
     env: Mapping[str, str],
     config_file: Path | None = None,
+    profiles: ProfileReader | None = None,
 ) -> Config:
-    """Build the Config: CLI > environment (`IMDS_PROXY_*`) > file > defaults."""
+    """Build the Config: CLI > environment (`IMDS_PROXY_*`) > file > ~/.aws/config profile > defaults."""
     env_values = read_env(env)
     file_path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
     file_values = read_file(file_path) if file_path else {}
-    return build(merge(file_values, env_values, cli))
+    return build(merge(file_values, env_values, cli), profiles)
 
 
 def _int(
@@ -297,11 +364,28 @@ def _choice(values: Mapping[str, Any], key: str, default: str, choices: tuple[st
 ROLE_NAME_RE = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 
 
-def build_role(values: Mapping[str, Any], where: str = "") -> RoleSpec:
-    """One role's keys → RoleSpec. `where` prefixes key names in errors (`roles.dev.`)."""
+def _no_profiles(name: str) -> Mapping[str, Any]:
+    raise ConfigError("profile", f"cannot read profile {name!r} here", "use `imds-proxy serve --profile`")
+
+
+def build_role(
+    values: Mapping[str, Any],
+    where: str = "",
+    profiles: ProfileReader | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> RoleSpec:
+    """One role's keys → RoleSpec. `where` prefixes key names in errors (`roles.dev.`).
+    With `profile`, the ~/.aws/config profile fills in what the keys leave unset, and
+    `defaults` (inherited top-level keys) what both leave unset."""
 
     def err(key: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(where + key, problem, fix)
+
+    profile = _str(values, "profile", where)
+    if profile is not None:
+        values = role_params.layer((profiles or _no_profiles)(profile), values)
+    values = role_params.layer(defaults or {}, values)
+    extras = role_params.parse(values, where)
 
     role_arn = _str(values, "role_arn", where)
     if role_arn is None:
@@ -317,6 +401,10 @@ def build_role(values: Mapping[str, Any], where: str = "") -> RoleSpec:
         )
 
     session_name = _str(values, "role_session_name", where) or default_session_name()
+    try:
+        session_name = role_params.expand_session_name(session_name)
+    except ValueError as e:
+        raise err("role_session_name", str(e), "use {user} and {host}, e.g. {user}-{host}") from None
     if not SESSION_NAME_RE.fullmatch(session_name):
         raise err(
             "role_session_name",
@@ -350,20 +438,22 @@ def build_role(values: Mapping[str, Any], where: str = "") -> RoleSpec:
         region=region,
         source_profile=_str(values, "source_profile", where),
         sts_endpoint_url=endpoint,
+        **extras,
     )
 
 
-def build_roles(values: Mapping[str, Any]) -> dict[str, RoleSpec]:
+def build_roles(values: Mapping[str, Any], profiles: ProfileReader | None = None) -> dict[str, RoleSpec]:
     """The top-level role (named after its ARN) and every `[roles.NAME]` table, which
-    inherits the top-level role keys it does not set."""
+    inherits the top-level role keys it does not set (its `profile` comes before them)."""
     tables = values.get("roles", {})
     if not isinstance(tables, Mapping):
         raise ConfigError("roles", "must be a table of tables", "write [roles.NAME] sections")
     roles: dict[str, RoleSpec] = {}
-    if values.get("role_arn") is not None or not tables:
-        top = build_role(values)
+    if values.get("role_arn") is not None or values.get("profile") is not None or not tables:
+        top = build_role(values, profiles=profiles)
         roles[top.name] = top
-    inherited = {k: values[k] for k in ROLE_KEYS if k != "role_arn" and values.get(k) is not None}
+    not_inherited = ("role_arn", "profile")  # they name one role, not a default for all
+    inherited = {k: values[k] for k in ROLE_KEYS if k not in not_inherited and values.get(k) is not None}
     for name, table in tables.items():
         where = f"roles.{name}."
         if not ROLE_NAME_RE.fullmatch(name):
@@ -375,16 +465,19 @@ def build_roles(values: Mapping[str, Any]) -> dict[str, RoleSpec]:
             raise ConfigError(where + unknown[0], "is not a role key", f"use one of: {', '.join(ROLE_KEYS)}")
         if name in roles:
             raise ConfigError(f"roles.{name}", "is defined twice", "give each role one name")
-        roles[name] = build_role({**inherited, **table}, where)
+        # A profile describes this role; the top-level keys are only defaults.
+        roles[name] = build_role(table, where, profiles, defaults=inherited)
+    role_params.check_source_roles({name: spec.source_role for name, spec in roles.items()})
     return roles
 
 
-def build(values: Mapping[str, Any]) -> Config:
-    """Validate merged raw values into a Config. Raises ConfigError naming the key and the fix."""
+def build(values: Mapping[str, Any], profiles: ProfileReader | None = None) -> Config:
+    """Validate merged raw values into a Config. Raises ConfigError naming the key and the fix.
+    `profiles` reads ~/.aws/config profiles for roles that name one."""
     unknown = sorted(set(values) - set(KEYS) - {"roles"})
     if unknown:
         raise ConfigError(unknown[0], "is not a configuration key", f"use one of: {', '.join(KEYS)}, roles")
-    roles = build_roles(values)
+    roles = build_roles(values, profiles)
     role = next(iter(roles.values()))
     duration = min(r.duration for r in roles.values())
     region = role.region
@@ -462,6 +555,7 @@ def build(values: Mapping[str, Any]) -> Config:
         log_level=log_level,
         container=container,
         clients=clients,
+        **_mfa_and_control(values),
     )
 
 
@@ -491,3 +585,21 @@ def build_container(values: Mapping[str, Any]) -> ContainerSettings:
     if token is not None and (problem := container_token_problem(token)):
         raise ConfigError("container_token", problem, "use a random value, e.g. `openssl rand -hex 32`")
     return ContainerSettings(token=token, token_file=Path(file).expanduser() if file else None)
+
+
+def _mfa_and_control(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The daemon-wide keys of the control socket and the MFA warning."""
+    socket_path = _str(values, "control_socket")
+    notify = _str(values, "notify_command")
+    try:
+        notify_argv = tuple(shlex.split(notify)) if notify else None
+    except ValueError:
+        notify_argv = ()
+    if notify_argv == ():
+        raise ConfigError("notify_command", "is not a command", 'write e.g. notify_command = "notify-send"')
+    warn = _int(values, "mfa_warn_ahead", DEFAULT_MFA_WARN_AHEAD, 60, 86400, "seconds")
+    return {
+        "control_socket": Path(socket_path).expanduser() if socket_path else None,
+        "mfa_warn_ahead": timedelta(seconds=warn),
+        "notify_command": notify_argv,
+    }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -66,6 +68,10 @@ async def prime(engine: CredentialEngine, *, required: bool = True) -> None:
         try:
             creds = await engine.get(name)
         except CredentialsUnavailable as e:
+            if e.cause is not None and e.cause.needs_input:
+                # A role waiting for input (an MFA code) does not hold start-up.
+                log.info("role %s: serving EC2's error document until the input arrives", name)
+                continue
             if required:
                 raise
             log.warning("role %s has no credentials; serving the error document: %s", name, e.cause or e)
@@ -99,10 +105,12 @@ async def serve(
     config: Config,
     engine: CredentialEngine,
     on_ready: OnReady | None = None,
+    services: Sequence[contextlib.AbstractAsyncContextManager[Any]] = (),
     *,
     require_credentials: bool = True,
 ) -> None:
-    """Prime credentials, bind every listener, report ready, run until SIGTERM/SIGINT.
+    """Prime credentials, start `services` (control socket, MFA watcher), bind every listener,
+    report ready, run until SIGTERM/SIGINT.
 
     Raises CredentialsUnavailable when the first credentials cannot be had, ListenError
     when a listener cannot be bound; nothing is served in either case (with
@@ -115,8 +123,11 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     tokens = TokenIssuer(time.time)
     runners: list[web.AppRunner] = []
+    started = contextlib.AsyncExitStack()
     try:
         await prime(engine, required=require_credentials)
+        for service in services:
+            await started.enter_async_context(service)
         bound: list[Listener] = []
         for i, listener in enumerate(config.listeners):
             # One app per listener, as each serves one role; the first runs the refresher.
@@ -142,3 +153,4 @@ async def serve(
             loop.remove_signal_handler(sig)
         for runner in runners:
             await runner.cleanup()
+        await started.aclose()

@@ -38,6 +38,9 @@ class SourceError(ImdsProxyError):
     """Getting role credentials failed. `retryable` says whether trying again can help."""
 
     retryable = True
+    #: Only someone's action can help (an MFA code): the engine stops calling the source on
+    #: its timer, and requests stop waiting for it, until it is woken with new input.
+    needs_input = False
     code = "SourceError"
 
 
@@ -67,6 +70,18 @@ class DurationTooLong(SourceError):
 
     retryable = False
     code = "InvalidDuration"
+
+
+class MfaRequired(SourceError):
+    """The role needs an MFA code and none is at hand; `imds-proxy mfa` delivers one."""
+
+    retryable = False
+    needs_input = True
+    code = "MfaRequired"
+
+
+class ControlError(ImdsProxyError):
+    """The control socket cannot be set up, reached, or refused a request."""
 
 
 class CredentialsUnavailable(ImdsProxyError):

@@ -56,6 +56,9 @@ class RoleStatus:
     last_error: str | None
     retry_at: datetime | None
     fetches: int
+    #: The source needs someone's input (an MFA code) and is not retried until it arrives.
+    waiting: bool = False
+    key_suffix: str | None = None
 
 
 @dataclass(eq=False)
@@ -66,6 +69,7 @@ class _Role:
     last_error: SourceError | None = None
     retry_at: datetime | None = None
     fetches: int = 0
+    waiting: bool = False
     flight: asyncio.Task[Credentials] | None = field(default=None, repr=False)
 
     @property
@@ -80,6 +84,8 @@ class CredentialEngine:
     `serve_floor` left; concurrent callers share one fetch; expired credentials are never
     returned; after a failure the source is not called again before the backoff ends.
     Expiry is judged by the injected wall clock at every call, not only by the timer.
+    A source that fails with an error that `needs_input` (no MFA code) is not called again,
+    by the timer or by requests, until `wake` says the input has arrived.
     """
 
     def __init__(
@@ -140,7 +146,22 @@ class CredentialEngine:
 
     def _may_call(self, role: _Role, now: datetime) -> bool:
         in_flight = role.flight is not None and not role.flight.done()
-        return in_flight or role.retry_at is None or now >= role.retry_at
+        if in_flight:
+            return True
+        return not role.waiting and (role.retry_at is None or now >= role.retry_at)
+
+    def waiting(self, name: str) -> bool:
+        """Whether the role waits for input (an MFA code) before its source is called again."""
+        return self._roles[name].waiting
+
+    async def wake(self, name: str) -> Credentials:
+        """New input for this role's source has arrived: fetch now, whatever the backoff, and
+        return the credentials (raises SourceError if the source still fails)."""
+        role = self._roles[name]
+        if role.flight is not None and not role.flight.done():
+            await asyncio.wait([role.flight])  # it started without the new input
+        role.waiting, role.retry_at = False, None
+        return await self._flight(role)
 
     def _flight(self, role: _Role) -> asyncio.Task[Credentials]:
         """The one fetch in progress for this role, started if there is none (single-flight)."""
@@ -161,7 +182,7 @@ class CredentialEngine:
             err = SourceError(f"unexpected {type(e).__name__} while getting credentials: {e}")
             self._failed(role, err)
             raise err from e
-        role.failures, role.last_error, role.retry_at = 0, None, None
+        role.failures, role.last_error, role.retry_at, role.waiting = 0, None, None, False
         self._cache[role.key] = creds
         log.debug(
             "credentials cached role=%s key=%s expires=%s",
@@ -174,14 +195,21 @@ class CredentialEngine:
     def _failed(self, role: _Role, error: SourceError) -> None:
         role.failures += 1
         role.last_error = error
-        delay = backoff_delay(role.failures, self._policy, self._rng)
-        role.retry_at = self._clock() + delay
         current = self._cache.get(role.key)
         keeping = (
             f"serving the current credentials until {wire_time(current.expiration)}"
             if current
             else "no valid credentials to serve"
         )
+        if error.needs_input:
+            # Retrying on a timer cannot produce an MFA code: no backoff, no retry storm;
+            # one log line when the role starts waiting, none per request.
+            if not role.waiting:
+                log.warning("role %s waits for input (%s): %s", role.name, keeping, error)
+            role.waiting, role.retry_at = True, None
+            return
+        delay = backoff_delay(role.failures, self._policy, self._rng)
+        role.retry_at = self._clock() + delay
         # A role's very first fetch is reported by whoever asked for it (the start-up
         # error line, or the request that gets the error document); later ones only here.
         level = logging.WARNING if role.fetches > 1 else logging.DEBUG
@@ -195,9 +223,12 @@ class CredentialEngine:
             error,
         )
 
-    def due_at(self, name: str) -> datetime:
-        """When this role next needs a fetch (now, if it has nothing valid)."""
+    def due_at(self, name: str) -> datetime | None:
+        """When this role next needs a fetch (now, if it has nothing valid; None while it
+        waits for input)."""
         role = self._roles[name]
+        if role.waiting:
+            return None
         now = self._clock()
         creds = self._cache.get(role.key)
         due = refresh_at(creds, self._policy) if creds is not None else now
@@ -212,6 +243,8 @@ class CredentialEngine:
         next_due = now + self._policy.max_sleep
         for name, role in self._roles.items():
             due = self.due_at(name)
+            if due is None:
+                continue
             if due <= now:
                 self._flight(role)
             else:
@@ -247,4 +280,6 @@ class CredentialEngine:
             last_error=str(role.last_error) if role.last_error else None,
             retry_at=role.retry_at,
             fetches=role.fetches,
+            waiting=role.waiting,
+            key_suffix=creds.key_suffix if creds else None,
         )

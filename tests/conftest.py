@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 import random
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from aiohttp import web
@@ -19,6 +24,10 @@ from imds_proxy.refresh import CredentialEngine
 from imds_proxy.tokens import TokenIssuer
 
 from fakes import ISSUED, ROLE_ARN, FakeClock, FakeSource, remember
+
+#: moto's request recorder (`sts_requests`) writes here; moto reads it once, when imported.
+_RECORDING = Path(tempfile.gettempdir()) / f"imds-proxy-moto-requests-{os.getpid()}.jsonl"
+os.environ["MOTO_RECORDER_FILEPATH"] = str(_RECORDING)
 
 ROLE = "test-role"
 TTL = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -117,3 +126,38 @@ def local_aws() -> Iterator[Any]:
     aws.role_arn = sandbox.create_default_role(aws)
     yield aws
     aws.stop()
+    _RECORDING.unlink(missing_ok=True)
+
+
+#: Reads what moto's STS received: `requests("AssumeRole")` → each call's form parameters,
+#: plus the signing key id under "_signer".
+StsRequests = Callable[[str], list[dict[str, str]]]
+
+
+@pytest.fixture
+def sts_requests(local_aws: Any) -> Iterator[StsRequests]:
+    """moto's own request recorder, on for one test: what really reached its STS (moto keeps
+    few AssumeRole parameters in its backend; this shows them all)."""
+    from moto.moto_api import recorder
+
+    recorder.reset_recording()
+    recorder.start_recording()
+
+    def read(action: str) -> list[dict[str, str]]:
+        found = []
+        for line in recorder.download_recording().splitlines():
+            entry = json.loads(line)
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode()
+            params = dict(parse_qsl(body))
+            if params.get("Action") != action:
+                continue
+            auth = entry["headers"].get("Authorization", "")
+            params["_signer"] = auth.partition("Credential=")[2].partition("/")[0]
+            found.append(params)
+        return found
+
+    yield read
+    recorder.stop_recording()
+    recorder.reset_recording()

@@ -6,6 +6,10 @@ import asyncio
 import secrets
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 from imds_proxy.credentials import Credentials
 from imds_proxy.errors import SourceError
@@ -85,3 +89,86 @@ class FakeSource:
             role_arn=self._role_arn,
             account_id="123456789012",
         )
+
+
+class FakeSts:
+    """An STS client double at the boto3 boundary: records every call with the key that signed
+    it, issues credentials that expire by the fake clock, and checks MFA codes like STS."""
+
+    def __init__(
+        self, clock: FakeClock, signer: str = "SOURCE", log: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.clock = clock
+        self.signer = signer
+        self.log: list[dict[str, Any]] = [] if log is None else log
+        self.meta = SimpleNamespace(region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+        self.good_codes = {"123456", "654321"}
+        self.used_codes: set[str] = set()
+        #: GetSessionToken refuses temporary credentials (as AWS does).
+        self.temporary = False
+        self.role_lifetime = timedelta(hours=1)
+        self.fail_assume: Exception | None = None
+        self._shared: FakeSts = self
+
+    def keyed(self, _base: object, access_key_id: str, _secret: str, _token: str) -> FakeSts:
+        """The KeyedClientFactory: a client signing with other keys, sharing the log."""
+        other = FakeSts(self.clock, access_key_id, self.log)
+        other._shared = self._shared
+        return other
+
+    def calls(self, operation: str) -> list[dict[str, Any]]:
+        return [c for c in self.log if c["operation"] == operation]
+
+    def _issue(self, lifetime: timedelta, prefix: str) -> dict[str, Any]:
+        secret, token = secrets.token_urlsafe(30), secrets.token_urlsafe(120)
+        ISSUED.update((secret, token))
+        n = len(self.log)
+        return {
+            "AccessKeyId": f"{prefix}{n:016d}",
+            "SecretAccessKey": secret,
+            "SessionToken": token,
+            "Expiration": self.clock() + lifetime,
+        }
+
+    def _check_code(self, operation: str, code: str) -> None:
+        shared = self._shared
+        if code not in shared.good_codes or code in shared.used_codes:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDenied",
+                        "Message": "MultiFactorAuthentication failed with invalid MFA one time pass code.",
+                    }
+                },
+                operation,
+            )
+        shared.used_codes.add(code)
+
+    def get_session_token(self, **params: Any) -> dict[str, Any]:
+        self.log.append({"operation": "GetSessionToken", "signer": self.signer, **params})
+        if self._shared.temporary and self.signer == "SOURCE":
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDenied",
+                        "Message": "Cannot call GetSessionToken with session credentials",
+                    }
+                },
+                "GetSessionToken",
+            )
+        self._check_code("GetSessionToken", params["TokenCode"])
+        return {"Credentials": self._issue(timedelta(seconds=params["DurationSeconds"]), "ASIASESSION")}
+
+    def assume_role(self, **params: Any) -> dict[str, Any]:
+        self.log.append({"operation": "AssumeRole", "signer": self.signer, **params})
+        if self._shared.fail_assume is not None:
+            raise self._shared.fail_assume
+        if "TokenCode" in params:
+            self._check_code("AssumeRole", params["TokenCode"])
+        lifetime = min(self.role_lifetime, timedelta(seconds=params["DurationSeconds"]))
+        return {
+            "Credentials": self._issue(lifetime, "ASIAROLE"),
+            "AssumedRoleUser": {
+                "Arn": f"arn:aws:sts::123456789012:assumed-role/r/{params['RoleSessionName']}"
+            },
+        }

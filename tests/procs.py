@@ -22,6 +22,8 @@ def isolated_vars(home: Path) -> dict[str, str]:
         "HOME": str(home),
         "AWS_CONFIG_FILE": str(home / "no-such-dir" / "config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-such-dir" / "credentials"),
+        # The daemon's control socket goes under here: test daemons never meet a real one.
+        "XDG_RUNTIME_DIR": str(home / "run"),
         "NO_PROXY": "127.0.0.1,localhost,::1",
         "no_proxy": "127.0.0.1,localhost,::1",
     }

@@ -34,7 +34,11 @@ def test_toml_examples_are_valid_configs(where: str, body: str) -> None:
         return
     if "role_arn" not in values and "roles" not in values:
         values["role_arn"] = "arn:aws:iam::123456789012:role/app"  # a fragment about other keys
-    config.build(values)
+
+    def profile(name: str) -> dict[str, str]:  # a ~/.aws/config with every profile named
+        return {"role_arn": f"arn:aws:iam::123456789012:role/{name}", "source_profile": "base"}
+
+    config.build(values, profile)
 
 
 @pytest.mark.parametrize(("where", "body"), blocks("yaml"), ids=[w for w, _ in blocks("yaml")])
