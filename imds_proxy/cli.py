@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imds_proxy import __version__, channel, config, control, logs, mfa, profiles, shellenv
-from imds_proxy.config import Config, Listener, RoleSpec
+from imds_proxy.config import Config, Listener
 from imds_proxy.credentials import Credentials, Source, utc_now
 from imds_proxy.errors import (
     CommandNotRunnable,
@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="use a local AWS (moto) and its role; the command's AWS calls go there too",
     )
     run.add_argument("--aws-port", type=int, default=0, help="with --sandbox: port of the local AWS")
+    run.add_argument(
+        "--scenario",
+        default="photos",
+        metavar="NAME|FILE",
+        help="with --sandbox: the scenario to build (default photos; see sandbox --list-scenarios)",
+    )
+    run.add_argument("--variant", help="with --sandbox: a variant of the scenario")
     _add(run, _SERVE)
     _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
@@ -319,10 +326,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
     # Log from the start: the local AWS logs while the scenario is built.
     logs.setup(cfg.log_format, cfg.log_level)
-    aws = sandbox.LocalAws(port=args.aws_port).start()
-    try:
-        world = sandbox.build(aws, scenario)
-        aws.enforce_iam()
+    with sandbox.session(scenario, args.aws_port) as (aws, world):
         watched: list[sandbox.Watched] = []
 
         def wrap(source: Source) -> Source:
@@ -341,13 +345,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             )
             print(text, file=sys.stderr, flush=True)
 
-        def sts_client(_spec: RoleSpec) -> Any:
-            return aws.client("sts", keys=world.caller_key, region=scenario.region)
-
         required = scenario.if_denied == "exit"
-        return run_daemon(cfg, sts_client, ready, wrap_source=wrap, require_credentials=required)
-    finally:
-        aws.stop()
+        return run_daemon(
+            cfg, sandbox.sts_factory(aws, world), ready, wrap_source=wrap, require_credentials=required
+        )
 
 
 def _pick_role(cfg: Config, name: str | None) -> str:
@@ -406,30 +407,26 @@ def cmd_exec(args: argparse.Namespace) -> int:
         cfg = config.load(_cli_values(args), os.environ, args.config)
         return run_exec(cfg, _pick_role(cfg, args.role), command, quiet=quiet)
 
-    from imds_proxy import sandbox
+    from imds_proxy import sandbox, scenarios
 
+    scenario = scenarios.load(args.scenario, args.variant)
     values = config.merge(config.read_env(os.environ), _cli_values(args))
-    values.update(role_arn=sandbox.DEFAULT_ROLE_ARN, region=sandbox.REGION)
+    values.update(role_arn=scenario.role.arn, region=scenario.region)
     for key in ("sts_endpoint_url", *_NOT_FOR_EXEC):
         values.pop(key, None)
     cfg = config.build(values)  # validate everything before starting anything
     role = _pick_role(cfg, args.role)
     logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
-    aws = sandbox.LocalAws(port=args.aws_port).start()
-    try:
-        sandbox.create_default_role(aws)
+    with sandbox.session(scenario, args.aws_port) as (aws, world):
         # The command's own AWS calls go to the local AWS too (AWS_DEFAULT_REGION: botocore
         # and the CLI read only that one; AWS_REGION: the JS, Go and Java SDKs).
         extra = {
             "AWS_ENDPOINT_URL": aws.url,
-            "AWS_REGION": sandbox.REGION,
-            "AWS_DEFAULT_REGION": sandbox.REGION,
+            "AWS_REGION": scenario.region,
+            "AWS_DEFAULT_REGION": scenario.region,
         }
-        return run_exec(
-            cfg, role, command, quiet=quiet, client_factory=lambda _spec: aws.client("sts"), extra_env=extra
-        )
-    finally:
-        aws.stop()
+        factory = sandbox.sts_factory(aws, world)
+        return run_exec(cfg, role, command, quiet=quiet, client_factory=factory, extra_env=extra)
 
 
 def _env_listener(cfg: Config, role: str | None) -> Listener:

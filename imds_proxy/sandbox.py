@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -260,6 +260,24 @@ class Watched:
             raise
         self.error = None
         return creds
+
+
+@contextlib.contextmanager
+def session(s: Scenario, aws_port: int = 0) -> Iterator[tuple[LocalAws, World]]:
+    """The local AWS with the scenario built and IAM enforced, stopped on exit. Used by
+    `sandbox` and `exec --sandbox` alike."""
+    aws = LocalAws(port=aws_port).start()
+    try:
+        world = build(aws, s)
+        aws.enforce_iam()
+        yield aws, world
+    finally:
+        aws.stop()
+
+
+def sts_factory(aws: LocalAws, world: World) -> Callable[[Any], Any]:
+    """The daemon's STS client: the scenario's caller keys (the EC2 stand-in or a user)."""
+    return lambda _spec: aws.client("sts", keys=world.caller_key, region=world.scenario.region)
 
 
 def exports(imds_url: str, aws_url: str, region: str = REGION) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,7 @@ def test_a_default_profile_with_keys_is_warned_about(tmp_path: Path, local_aws: 
     assert "warning: the default profile in" in result.stderr
 
 
-def test_sandbox_aws_cli_gets_the_assumed_role(tmp_path: Path) -> None:
-    """The issue's acceptance check: `imds-proxy exec --sandbox -- aws sts get-caller-identity`."""
+def sandbox_exec(tmp_path: Path, *command: str) -> subprocess.CompletedProcess[str]:
     bin_dir = str(Path(sys.executable).parent)  # the AWS CLI v1 in the test venv
     env = isolated_env(
         tmp_path,
@@ -175,6 +175,28 @@ def test_sandbox_aws_cli_gets_the_assumed_role(tmp_path: Path) -> None:
             "PATH": bin_dir + os.pathsep + os.environ["PATH"],
         },
     )
-    result = run(["exec", "--sandbox", "--", "aws", "sts", "get-caller-identity", "--output", "json"], env)
+    return run(["exec", "--sandbox", "--", *command], env)
+
+
+def test_sandbox_aws_cli_gets_the_assumed_role(tmp_path: Path) -> None:
+    """The issue's acceptance check: `imds-proxy exec --sandbox -- aws sts get-caller-identity`,
+    on the default scenario (photos) with IAM enforced, as `sandbox` runs it."""
+    result = sandbox_exec(tmp_path, "aws", "sts", "get-caller-identity", "--output", "json")
     assert result.returncode == 0, result.stderr
-    assert ASSUMED in json.loads(result.stdout)["Arn"]
+    assert "assumed-role/photos-reader/" in json.loads(result.stdout)["Arn"]
+
+
+def test_sandbox_child_is_bound_by_the_scenarios_iam(tmp_path: Path) -> None:
+    """The child may read the photos bucket and is denied writing to it, as on the instance."""
+    code = (
+        "import boto3, botocore.exceptions as e\n"
+        "s3 = boto3.client('s3')\n"
+        "print(len(s3.list_objects_v2(Bucket='photos')['Contents']) > 0)\n"
+        "try:\n"
+        "    s3.put_object(Bucket='photos', Key='dog.jpg', Body=b'x')\n"
+        "except e.ClientError as err:\n"
+        "    print(err.response['Error']['Code'])\n"
+    )
+    result = sandbox_exec(tmp_path, sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "AccessDenied"]
