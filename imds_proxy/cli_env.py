@@ -9,8 +9,9 @@ import sys
 
 from imds_proxy import channel, config, shellenv
 from imds_proxy.cli_serve import pick_role
-from imds_proxy.config import Config, Listener
+from imds_proxy.config import Config
 from imds_proxy.errors import ConfigError
+from imds_proxy.listeners import Listener
 
 
 def _env_listener(cfg: Config, role: str | None) -> Listener:

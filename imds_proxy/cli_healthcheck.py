@@ -9,15 +9,15 @@ import sys
 
 from imds_proxy import config
 from imds_proxy.cli_serve import EXIT_FAILURE
-from imds_proxy.config import Listener
 from imds_proxy.credentials import utc_now
+from imds_proxy.listeners import Listener, parse_listener
 
 
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     from imds_proxy import probe
 
     if args.listen:
-        listeners: tuple[Listener, ...] = (config.parse_listener(args.listen),)
+        listeners: tuple[Listener, ...] = (parse_listener(args.listen),)
     else:
         listeners = config.load({}, os.environ, args.config).listeners
     try:

@@ -12,8 +12,8 @@ import sys
 from imds_proxy import config, logs
 from imds_proxy.cli_exec import command_of, run_exec
 from imds_proxy.cli_serve import cli_values, pick_role, run_daemon
-from imds_proxy.config import Listener
 from imds_proxy.credentials import Source, utc_now
+from imds_proxy.listeners import Listener
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from imds_proxy import channel, config, control, logs, mfa, profiles
-from imds_proxy.config import Config, Listener
+from imds_proxy.config import Config
 from imds_proxy.credentials import Credentials, Source, utc_now
 from imds_proxy.errors import ConfigError, CredentialsUnavailable
+from imds_proxy.listeners import Listener
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.sts import ClientFactory, build_sources, default_client
 

@@ -17,7 +17,7 @@ from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 
 from imds_proxy import profiles
-from imds_proxy.config import Config, RoleSpec
+from imds_proxy.config import Config
 from imds_proxy.credentials import Clock, Credentials, account_of, key_suffix, wire_time
 from imds_proxy.errors import (
     AssumeRoleDenied,
@@ -29,6 +29,7 @@ from imds_proxy.errors import (
     SourceError,
 )
 from imds_proxy.mfa import MfaSession, SessionKeys
+from imds_proxy.roles import RoleSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
