@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from imds_proxy import role_params
+from imds_proxy.arns import account_of, role_name_of
 from imds_proxy.config_values import text, whole_number
-from imds_proxy.credentials import account_of, role_name_of
 from imds_proxy.errors import ConfigError
 from imds_proxy.role_params import DEFAULT_MFA_DURATION
 

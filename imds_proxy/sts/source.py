@@ -12,7 +12,8 @@ from typing import Any
 
 import botocore.exceptions as bce
 
-from imds_proxy.credentials import Clock, Credentials, account_of, key_suffix, wire_time
+from imds_proxy.arns import account_of
+from imds_proxy.credentials import Clock, Credentials, key_suffix, wire_time
 from imds_proxy.errors import CredentialsUnavailable, MfaRequired, SourceError
 from imds_proxy.mfa import MfaSession, SessionKeys
 from imds_proxy.roles import RoleSpec
