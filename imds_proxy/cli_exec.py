@@ -9,7 +9,7 @@ import os
 import sys
 
 from imds_proxy import config, logs, shellenv
-from imds_proxy.cli_serve import EXIT_FAILURE, cli_values, make_engine, pick_role
+from imds_proxy.cli_serve import cannot_serve, cli_values, make_engine, pick_role
 from imds_proxy.config import Config
 from imds_proxy.errors import CommandNotRunnable, ConfigError, CredentialsUnavailable
 from imds_proxy.sts import ClientFactory, default_client
@@ -49,9 +49,7 @@ def run_exec(
     try:
         return asyncio.run(execute.run(cfg, engine, role, command, environ=os.environ, extra_env=extra_env))
     except CredentialsUnavailable as e:
-        cause = e.cause if e.cause is not None else e
-        print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
-        return EXIT_FAILURE
+        return cannot_serve(e)
     except CommandNotRunnable as e:
         print(f"imds-proxy: {e}", file=sys.stderr)
         return e.exit_code

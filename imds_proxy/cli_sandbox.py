@@ -8,12 +8,27 @@ import argparse
 import dataclasses
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from imds_proxy import config, logs
 from imds_proxy.cli_exec import command_of, run_exec
 from imds_proxy.cli_serve import cli_values, pick_role, run_daemon
+from imds_proxy.config import Config
 from imds_proxy.credentials import Source, utc_now
 from imds_proxy.listeners import Listener
+
+if TYPE_CHECKING:
+    from imds_proxy.scenarios import Scenario
+
+
+def _scenario_config(args: argparse.Namespace, scenario: Scenario, dropped: tuple[str, ...] = ()) -> Config:
+    """The environment's and the options' config, serving the scenario's role in its region.
+    An STS endpoint of the user's own does not apply: STS is the local AWS's."""
+    values = config.merge(config.read_env(os.environ), cli_values(args))
+    values.update(role_arn=scenario.role.arn, region=scenario.region)
+    for key in ("sts_endpoint_url", *dropped):
+        values.pop(key, None)
+    return config.build(values)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -24,10 +39,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         return 0
     # Validate everything before starting anything.
     scenario = scenarios.load(args.scenario, args.variant)
-    values = config.merge(config.read_env(os.environ), cli_values(args))
-    values.update(role_arn=scenario.role.arn, region=scenario.region)
-    values.pop("sts_endpoint_url", None)
-    cfg = config.build(values)
+    cfg = _scenario_config(args, scenario)
     lifetime = None
     if args.served_lifetime is not None:
         lifetime = served_lifetime.checked(args.served_lifetime, cfg.role.duration)
@@ -75,11 +87,7 @@ def cmd_exec_sandbox(args: argparse.Namespace) -> int:
     from imds_proxy import sandbox, scenarios
 
     scenario = scenarios.load(args.scenario, args.variant)
-    values = config.merge(config.read_env(os.environ), cli_values(args))
-    values.update(role_arn=scenario.role.arn, region=scenario.region)
-    for key in ("sts_endpoint_url", *_NOT_FOR_EXEC):
-        values.pop(key, None)
-    cfg = config.build(values)  # validate everything before starting anything
+    cfg = _scenario_config(args, scenario, _NOT_FOR_EXEC)  # validate everything before starting anything
     role = pick_role(cfg, args.role)
     logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
     with sandbox.session(scenario, args.aws_port) as (aws, world):

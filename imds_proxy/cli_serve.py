@@ -38,6 +38,13 @@ def pick_role(cfg: Config, name: str | None) -> str:
     return name
 
 
+def cannot_serve(e: CredentialsUnavailable) -> int:
+    """Say why a role cannot be served (the source's error, not the engine's wrapper); exit 1."""
+    cause = e.cause if e.cause is not None else e
+    print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def make_engine(
     cfg: Config,
     client_factory: ClientFactory,
@@ -86,9 +93,7 @@ def run_daemon(
     try:
         asyncio.run(daemon.serve(cfg, engine, on_ready, services, require_credentials=require_credentials))
     except CredentialsUnavailable as e:
-        cause = e.cause if e.cause is not None else e
-        print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
-        return EXIT_FAILURE
+        return cannot_serve(e)
     return 0
 
 
