@@ -29,6 +29,7 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed $(JS)/node_modules/.installed $(WHEELS)/.done
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed

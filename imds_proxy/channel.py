@@ -9,8 +9,10 @@ import os
 import secrets
 from pathlib import Path
 
-from imds_proxy.config import Config, Listener, container_token_problem
+from imds_proxy.config import Config
+from imds_proxy.container_settings import container_token_problem
 from imds_proxy.errors import ConfigError
+from imds_proxy.listeners import Listener
 
 #: The container-credentials path on every listener: the listener's role here, any
 #: configured role at PATH/<name>.

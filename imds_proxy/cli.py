@@ -1,32 +1,21 @@
-"""Command line: sub-commands build Config and Source, run the daemon, print errors, set exit codes."""
+"""Command line: the parser and main(), which runs a sub-command and turns its errors into one
+line and an exit code. Each sub-command's body is in cli_<command>.py (mfa and roles: cli_control)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import dataclasses
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from imds_proxy import __version__, channel, config, control, logs, mfa, profiles, shellenv
-from imds_proxy.config import Config, Listener
-from imds_proxy.credentials import Credentials, Source, utc_now
-from imds_proxy.errors import (
-    CommandNotRunnable,
-    ConfigError,
-    ControlError,
-    CredentialsUnavailable,
-    ImdsProxyError,
-)
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import ClientFactory, build_sources, default_client
-
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
+from imds_proxy import __version__, config, shellenv
+from imds_proxy.cli_control import cmd_mfa, cmd_roles
+from imds_proxy.cli_env import cmd_env
+from imds_proxy.cli_exec import cmd_exec
+from imds_proxy.cli_healthcheck import cmd_healthcheck
+from imds_proxy.cli_sandbox import cmd_exec_sandbox, cmd_sandbox
+from imds_proxy.cli_serve import EXIT_CONFIG, EXIT_FAILURE, cmd_serve
+from imds_proxy.errors import ConfigError, ImdsProxyError
 
 #: CLI option → config key, for options shared by serve and sandbox.
 _COMMON = {
@@ -175,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(run, _SERVE)
     _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
-    run.set_defaults(func=cmd_exec)
+    run.set_defaults(func=_cmd_exec)
 
     env = sub.add_parser(
         "env",
@@ -204,301 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in config.KEYS if getattr(args, k, None) is not None}
-
-
-def make_engine(
-    cfg: Config,
-    client_factory: ClientFactory,
-    wrap_source: Callable[[Source], Source] | None = None,
-) -> tuple[CredentialEngine, dict[str, mfa.MfaSession]]:
-    """The engine over a source for every configured role, and the roles' MFA sessions."""
-
-    async def role_credentials(name: str) -> Credentials:  # for roles chained off another
-        return await engine.get(name)
-
-    built, mfa_sessions = build_sources(cfg, utc_now, client_factory, role_credentials)
-    sources: dict[str, Source] = dict(built)
-    if wrap_source is not None:
-        sources = {name: wrap_source(source) for name, source in sources.items()}
-    engine = CredentialEngine(sources, cfg.refresh, utc_now)
-    return engine, mfa_sessions
-
-
-def run_daemon(
-    cfg: Config,
-    client_factory: ClientFactory = default_client,
-    on_ready: Callable[[list[Listener]], None] | None = None,
-    *,
-    wrap_source: Callable[[Source], Source] | None = None,
-    require_credentials: bool = True,
-) -> int:
-    """Set up logging, build the engine for cfg's role, run the daemon until stopped.
-    `wrap_source` and `require_credentials=False` are the sandbox's (served lifetime; serve
-    a denied role)."""
-    from imds_proxy import daemon
-
-    cfg = channel.resolve(cfg)  # load or generate the container token before anything runs
-    logs.setup(cfg.log_format, cfg.log_level)
-
-    engine, mfa_sessions = make_engine(cfg, client_factory, wrap_source)
-    controller = control.Controller(cfg, engine, mfa_sessions, utc_now)
-    notify = mfa.command_notifier(cfg.notify_command) if cfg.notify_command else None
-    services: list[contextlib.AbstractAsyncContextManager[Any]] = [
-        control.ControlServer(
-            cfg.control_socket or control.default_path(),
-            controller.handle,
-            required=cfg.control_socket is not None or bool(mfa_sessions),
-        ),
-        mfa.MfaWatcher(list({id(s): s for s in mfa_sessions.values()}.values()), utc_now, notify),
-    ]
-    try:
-        asyncio.run(daemon.serve(cfg, engine, on_ready, services, require_credentials=require_credentials))
-    except CredentialsUnavailable as e:
-        cause = e.cause if e.cause is not None else e
-        print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = config.load(_cli_values(args), os.environ, args.config, profiles.read_profile)
-    return run_daemon(cfg)
-
-
-def _control_path(args: argparse.Namespace) -> Path:
-    """--control-socket, else IMDS_PROXY_CONTROL_SOCKET, else the config file's, else the default."""
-    if args.control_socket:
-        return Path(args.control_socket)
-    values = config.read_env(os.environ)
-    env_file = os.environ.get("IMDS_PROXY_CONFIG")
-    file = args.config or (Path(env_file) if env_file else None)
-    if file is not None and "control_socket" not in values:
-        values = config.read_file(file)
-    raw = values.get("control_socket")
-    return Path(str(raw)).expanduser() if raw else control.default_path()
-
-
-def cmd_mfa(args: argparse.Namespace) -> int:
-    path = _control_path(args)
-    info = control.request(path, {"op": "mfa-role", "role": args.role}, timeout=10)
-    if not info.get("ok"):
-        raise ControlError(str(info.get("error")))
-    code = control.read_code(f"MFA code for {info['serial']} (role {info['role']}): ").strip()
-    if not mfa.CODE_RE.fullmatch(code):
-        raise ControlError("an MFA code is six digits; run `imds-proxy mfa` again with the current one")
-    reply = control.request(path, {"op": "mfa", "role": info["role"], "code": code})
-    if not reply.get("ok"):
-        raise ControlError(str(reply.get("error")))
-    print(reply["message"])
-    return 0
-
-
-def cmd_roles(args: argparse.Namespace) -> int:
-    import json
-
-    reply = control.request(_control_path(args), {"op": "roles"}, timeout=10)
-    if not reply.get("ok"):
-        raise ControlError(str(reply.get("error")))
-    print(json.dumps(reply["roles"], indent=2) if args.json else control.render_roles(reply["roles"]))
-    return 0
-
-
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from imds_proxy import scenarios, served_lifetime
-
-    if args.list_scenarios:
-        print(scenarios.catalogue())
-        return 0
-    # Validate everything before starting anything.
-    scenario = scenarios.load(args.scenario, args.variant)
-    values = config.merge(config.read_env(os.environ), _cli_values(args))
-    values.update(role_arn=scenario.role.arn, region=scenario.region)
-    values.pop("sts_endpoint_url", None)
-    cfg = config.build(values)
-    lifetime = None
-    if args.served_lifetime is not None:
-        lifetime = served_lifetime.checked(args.served_lifetime, cfg.role.duration)
-        cfg = dataclasses.replace(cfg, refresh=served_lifetime.policy_for(cfg.refresh, lifetime))
-
-    from imds_proxy import sandbox
-
-    # Log from the start: the local AWS logs while the scenario is built.
-    logs.setup(cfg.log_format, cfg.log_level)
-    with sandbox.session(scenario, args.aws_port) as (aws, world):
-        watched: list[sandbox.Watched] = []
-
-        def wrap(source: Source) -> Source:
-            if lifetime is not None:
-                source = served_lifetime.ServedLifetime(source, lifetime, utc_now)
-            watched.append(sandbox.Watched(source))
-            return watched[0]
-
-        def ready(bound: list[Listener]) -> None:
-            print(sandbox.exports(bound[0].url, aws.url, scenario.region), flush=True)
-            rotation = None
-            if lifetime is not None:
-                rotation = (lifetime, served_lifetime.rotation_period(lifetime, cfg.refresh))
-            text = sandbox.summary(
-                world, bound[0].url, aws.url, cfg.role.session_name, watched[0].error, rotation
-            )
-            print(text, file=sys.stderr, flush=True)
-
-        required = scenario.if_denied == "exit"
-        return run_daemon(
-            cfg, sandbox.sts_factory(aws, world), ready, wrap_source=wrap, require_credentials=required
-        )
-
-
-def _pick_role(cfg: Config, name: str | None) -> str:
-    if name is None:
-        return next(iter(cfg.roles))
-    if name not in cfg.roles:
-        raise ConfigError("role", f"{name!r} is not configured", f"use one of: {', '.join(cfg.roles)}")
-    return name
-
-
-#: Keys about the daemon's own listeners, which exec does not open (it serves a private one).
-#: Dropped for the sandbox, whose single role they could not refer to.
-_NOT_FOR_EXEC = ("listen", "clients", "container_token", "container_token_file")
-
-
-def run_exec(
-    cfg: Config,
-    role: str,
-    command: list[str],
-    *,
-    quiet: bool,
-    client_factory: ClientFactory = default_client,
-    extra_env: dict[str, str] | None = None,
-) -> int:
-    """Serve `role` privately while `command` runs; its exit code."""
-    from imds_proxy import execute
-
-    # exec shares the terminal with the command: warnings only, unless --log-level says.
-    logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
-    for path in shellenv.shadowing_files(os.environ):
-        print(
-            f"imds-proxy: warning: the default profile in {path} has credentials, and SDKs use "
-            "them before ours; remove them or point AWS_SHARED_CREDENTIALS_FILE/AWS_CONFIG_FILE elsewhere",
-            file=sys.stderr,
-        )
-    engine, _ = make_engine(cfg, client_factory)
-    try:
-        return asyncio.run(execute.run(cfg, engine, role, command, environ=os.environ, extra_env=extra_env))
-    except CredentialsUnavailable as e:
-        cause = e.cause if e.cause is not None else e
-        print(f"imds-proxy: cannot serve role {e.role}: {cause}", file=sys.stderr)
-        return EXIT_FAILURE
-    except CommandNotRunnable as e:
-        print(f"imds-proxy: {e}", file=sys.stderr)
-        return e.exit_code
-
-
-def cmd_exec(args: argparse.Namespace) -> int:
-    command = list(args.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    if not command:
-        raise ConfigError("command", "nothing to run", "write imds-proxy exec [OPTIONS] -- COMMAND [ARGS...]")
-    quiet = args.log_level is None
-    if not args.sandbox:
-        cfg = config.load(_cli_values(args), os.environ, args.config)
-        return run_exec(cfg, _pick_role(cfg, args.role), command, quiet=quiet)
-
-    from imds_proxy import sandbox, scenarios
-
-    scenario = scenarios.load(args.scenario, args.variant)
-    values = config.merge(config.read_env(os.environ), _cli_values(args))
-    values.update(role_arn=scenario.role.arn, region=scenario.region)
-    for key in ("sts_endpoint_url", *_NOT_FOR_EXEC):
-        values.pop(key, None)
-    cfg = config.build(values)  # validate everything before starting anything
-    role = _pick_role(cfg, args.role)
-    logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
-    with sandbox.session(scenario, args.aws_port) as (aws, world):
-        # The command's own AWS calls go to the local AWS too (AWS_DEFAULT_REGION: botocore
-        # and the CLI read only that one; AWS_REGION: the JS, Go and Java SDKs).
-        extra = {
-            "AWS_ENDPOINT_URL": aws.url,
-            "AWS_REGION": scenario.region,
-            "AWS_DEFAULT_REGION": scenario.region,
-        }
-        factory = sandbox.sts_factory(aws, world)
-        return run_exec(cfg, role, command, quiet=quiet, client_factory=factory, extra_env=extra)
-
-
-def _env_listener(cfg: Config, role: str | None) -> Listener:
-    listeners = [lst for lst in cfg.listeners if role is None or cfg.listener_role(lst) == role]
-    if not listeners:
-        raise ConfigError(
-            "listen",
-            f"no listener serves role {role!r} over IMDS",
-            f"add HOST:PORT={role} to listen, or use --container",
-        )
-    if listeners[0].port == 0:
-        raise ConfigError("listen", f"{listeners[0]} has port 0 (chosen at start)", "give it a fixed port")
-    return listeners[0]
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    cfg = config.load({}, os.environ, args.config)
-    role = _pick_role(cfg, args.role) if args.role else None
-    if not args.container:
-        listener = _env_listener(cfg, role)
-        url = channel.base_url(channel.client_host(listener), listener.port) + "/"
-        change = shellenv.imds_change(url)
-        comment = f"imds-proxy: role {cfg.listener_role(listener)} over IMDS at {url}"
-        print(shellenv.render(change, args.shell, comment))
-        return 0
-
-    settings = cfg.container
-    if settings.token_file is None:
-        what = (
-            "is set inline (container_token)"
-            if settings.token
-            else "is not set: the container endpoint is off"
-        )
-        raise ConfigError(
-            "container_token_file",
-            what,
-            "set container_token_file: env never prints the token, it points SDKs at the file",
-        )
-    listener = _env_listener(cfg, None)
-    host = channel.client_host(listener)
-    if not channel.sdk_accepts(host):
-        raise ConfigError(
-            "listen",
-            f"SDKs refuse plain-http container credentials from {host}",
-            "listen on loopback (127.0.0.1) or on 169.254.170.2, 169.254.170.23 or [fd00:ec2::23]",
-        )
-    url = channel.credentials_url(listener, role)
-    token_file = str(settings.token_file.absolute())
-    if not settings.token_file.exists():
-        print(f"imds-proxy: note: {token_file} does not exist yet; the daemon creates it", file=sys.stderr)
-    if cfg.clients.configured and cfg.clients.role_for(host) is None:
-        print(f"imds-proxy: note: {host} is not in the client map, which will refuse it", file=sys.stderr)
-    change = shellenv.container_change(url, token_file=token_file)
-    served = role or cfg.listener_role(listener)
-    print(shellenv.render(change, args.shell, f"imds-proxy: role {served} over the container endpoint {url}"))
-    return 0
-
-
-def cmd_healthcheck(args: argparse.Namespace) -> int:
-    from imds_proxy import probe
-
-    if args.listen:
-        listeners: tuple[Listener, ...] = (config.parse_listener(args.listen),)
-    else:
-        listeners = config.load({}, os.environ, args.config).listeners
-    try:
-        for listener in listeners:
-            print(probe.check(listener, utc_now, args.timeout))
-    except probe.Unhealthy as e:
-        print(f"imds-proxy: unhealthy: {e}", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
+def _cmd_exec(args: argparse.Namespace) -> int:
+    return cmd_exec_sandbox(args) if args.sandbox else cmd_exec(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

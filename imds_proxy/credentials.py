@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from imds_proxy.arns import role_name_of
+
 #: A wall clock: returns an aware UTC datetime. Injected everywhere "now" matters.
 Clock = Callable[[], datetime]
 
@@ -88,17 +90,6 @@ def imds_error_document(code: str, message: str, now: datetime) -> dict[str, Any
 def to_json(doc: dict[str, Any]) -> str:
     """AWS's own layout for IMDS JSON: two-space indent."""
     return json.dumps(doc, indent=2)
-
-
-def role_name_of(role_arn: str) -> str:
-    """`arn:aws:iam::123:role/path/name` → `name`."""
-    return role_arn.rsplit("/", 1)[-1]
-
-
-def account_of(arn: str) -> str:
-    """The account id: the fifth field of an ARN."""
-    parts = arn.split(":")
-    return parts[4] if len(parts) > 4 else ""
 
 
 class Source(Protocol):

@@ -16,8 +16,9 @@ from aiohttp import web
 
 from imds_proxy import channel
 from imds_proxy.app import create_app
-from imds_proxy.config import Config, Listener
+from imds_proxy.config import Config
 from imds_proxy.errors import CredentialsUnavailable, ListenError
+from imds_proxy.listeners import Listener
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.tokens import TokenIssuer
 

@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 
 from imds_proxy import channel, daemon, shellenv
 from imds_proxy.clients import ClientMap
-from imds_proxy.config import Config, ContainerSettings, Listener
+from imds_proxy.config import Config
+from imds_proxy.container_settings import ContainerSettings
 from imds_proxy.errors import CommandNotRunnable
+from imds_proxy.listeners import Listener
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.tokens import TokenIssuer
 

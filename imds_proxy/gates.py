@@ -9,12 +9,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from imds_proxy import appkeys
+from imds_proxy.tokens import TOKEN_HEADER, TOKEN_PATH
 
 log = logging.getLogger("imds_proxy.gates")
 
-TOKEN_HEADER = "X-aws-ec2-metadata-token"
-TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-TOKEN_PATH = "/latest/api/token"
 #: Headers only browsers send. A page in a browser must never read credentials.
 _BROWSER_HEADERS = ("Origin", "Sec-Fetch-Mode", "Sec-Fetch-Site")
 #: Route handlers that check authorization themselves, instead of an IMDSv2 session token.

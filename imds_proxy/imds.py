@@ -13,8 +13,8 @@ from aiohttp import web
 from imds_proxy import appkeys, metadata
 from imds_proxy.credentials import Credentials, imds_error_document, to_json
 from imds_proxy.errors import CredentialsUnavailable
-from imds_proxy.gates import TOKEN_PATH, TTL_HEADER, normalize, refuse
-from imds_proxy.tokens import parse_ttl
+from imds_proxy.gates import normalize, refuse
+from imds_proxy.tokens import TOKEN_PATH, TTL_HEADER, parse_ttl
 
 log = logging.getLogger("imds_proxy.imds")
 

@@ -7,8 +7,8 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from imds_proxy.config import Identity
 from imds_proxy.credentials import wire_time
+from imds_proxy.identity import Identity
 
 #: Shown as the identity document's `imageId`; any plausible AMI id works for clients.
 IMAGE_ID = "ami-0123456789abcdef0"

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from imds_proxy import channel
-from imds_proxy.config import Listener
 from imds_proxy.credentials import Clock, key_suffix
 from imds_proxy.errors import ImdsProxyError
-from imds_proxy.gates import TOKEN_HEADER, TTL_HEADER
+from imds_proxy.listeners import Listener
+from imds_proxy.tokens import TOKEN_HEADER, TTL_HEADER
 
 #: Docker's HEALTHCHECK default timeout is 30 s; SDKs give IMDS 1 s per request.
 DEFAULT_TIMEOUT = 3.0

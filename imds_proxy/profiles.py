@@ -18,8 +18,8 @@ from botocore.credentials import (
     Credentials,
 )
 
-from imds_proxy.config import DEFAULT_REGION, RoleSpec
 from imds_proxy.errors import ConfigError, SourceCredentialsMissing
+from imds_proxy.roles import DEFAULT_REGION, RoleSpec
 
 #: Profile setting → our role key (botocore's names, as in `aws configure` docs).
 PROFILE_KEYS = {

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from imds_proxy.config_values import text as _text
 from imds_proxy.errors import ConfigError
 
 SOURCE_IDENTITY_RE = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
@@ -69,15 +70,6 @@ def expand_session_name(template: str, user: str | None = None, host: str | None
     except (ValueError, IndexError):
         raise ValueError("unbalanced braces") from None
     return name[:64].rstrip("-")
-
-
-def _text(values: Mapping[str, Any], key: str, where: str) -> str | None:
-    raw = values.get(key)
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise ConfigError(where + key, f"{raw!r} is not a string", "quote the value")
-    return raw.strip() or None
 
 
 def _words(values: Mapping[str, Any], key: str, where: str) -> list[str]:

@@ -1,5 +1,5 @@
 """The sandbox's local AWS: moto's server in-process on loopback, a scenario's world built in it,
-then IAM enforced. Imported lazily by cli only.
+then IAM enforced. Imported lazily by cli_sandbox only.
 
 Like a lab bench it talks to its local AWS with boto3 to build the world; the daemon itself still
 reaches STS only through `sts`, with the keys of the scenario's caller.
@@ -8,7 +8,6 @@ reaches STS only through `sts`, with the keys of the scenario's caller.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Callable, Hashable, Iterator
@@ -27,27 +26,9 @@ from imds_proxy.scenarios import EC2, EC2_STAND_IN, Scenario
 
 log = logging.getLogger("imds_proxy.sandbox")
 
-SANDBOX_ACCOUNT = "123456789012"  # moto's default account
-DEFAULT_ROLE = "imds-proxy-sandbox"
-DEFAULT_ROLE_ARN = f"arn:aws:iam::{SANDBOX_ACCOUNT}:role/{DEFAULT_ROLE}"
 REGION = "us-east-1"
 #: moto accepts any key pair while IAM is not enforced; these are AWS's documented examples.
 _SETUP_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-
-#: For create_default_role (the test suite's unenforced local AWS): trusted by EC2 and the account.
-EC2_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {
-                "Service": "ec2.amazonaws.com",
-                "AWS": f"arn:aws:iam::{SANDBOX_ACCOUNT}:root",
-            },
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 
 
 _NO_PROFILE = {"profile": (None, None, None, None)}
@@ -125,29 +106,6 @@ class LocalAws:
 
         sandbox_iam.enforce()
         log.info("local AWS at %s: IAM enforced", self.url)
-
-
-def create_default_role(aws: LocalAws, name: str = DEFAULT_ROLE) -> str:
-    """A role trusted by EC2 and its account, allowed to read S3 (for an unenforced local AWS,
-    e.g. the test suite's). Returns its ARN."""
-    iam = aws.client("iam")
-    arn: str = iam.create_role(
-        RoleName=name,
-        AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
-        Description="imds-proxy sandbox instance role",
-    )["Role"]["Arn"]
-    iam.put_role_policy(
-        RoleName=name,
-        PolicyName="read-s3",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}],
-            }
-        ),
-    )
-    log.info("local AWS at %s: created role %s", aws.url, arn)
-    return arn
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from moto.iam.models import iam_backends
 from moto.iam.utils import format_incoming_conditional_values
 from moto.utilities.utils import get_partition
 
-from imds_proxy.credentials import account_of
+from imds_proxy.arns import account_of
 
 ASSUME_ROLE = "sts:AssumeRole"
 ALLOW, DENY, NEUTRAL = PermissionResult.PERMITTED, PermissionResult.DENIED, PermissionResult.NEUTRAL

@@ -10,6 +10,10 @@ import secrets
 import struct
 from collections.abc import Callable
 
+#: IMDSv2 on the wire: PUT this path with the TTL header for a token; send it in the token header.
+TOKEN_PATH = "/latest/api/token"
+TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MIN_TTL, MAX_TTL = 1, 21600
 #: Clients measure a token's life from when *they* received it and reuse it until exactly
 #: then (aws-credentials-imds, Java #5764): accept it a little longer (protocol.md #10).

@@ -117,13 +117,54 @@ def _library_debug_stays_out(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
 
+#: The role `local_aws` creates (moto's default account; IAM not enforced).
+DEFAULT_ROLE = "imds-proxy-sandbox"
+SANDBOX_ACCOUNT = "123456789012"  # moto's default account
+#: Trusted by EC2 and the account, as an instance profile's role is.
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {
+                "Service": "ec2.amazonaws.com",
+                "AWS": f"arn:aws:iam::{SANDBOX_ACCOUNT}:root",
+            },
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def create_default_role(aws: Any, name: str = DEFAULT_ROLE) -> str:
+    """A role trusted by EC2 and its account, allowed to read S3, in an unenforced local AWS.
+    Returns its ARN."""
+    iam = aws.client("iam")
+    arn: str = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
+        Description="imds-proxy sandbox instance role",
+    )["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="read-s3",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}],
+            }
+        ),
+    )
+    return arn
+
+
 @pytest.fixture(scope="session")
 def local_aws() -> Iterator[Any]:
     """moto's server on a loopback port for the whole session, with the sandbox role in it."""
     from imds_proxy import sandbox
 
     aws = sandbox.LocalAws(port=0).start()
-    aws.role_arn = sandbox.create_default_role(aws)
+    aws.role_arn = create_default_role(aws)
     yield aws
     aws.stop()
     _RECORDING.unlink(missing_ok=True)

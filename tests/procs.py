@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -10,9 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from conftest import TOKEN, TTL
 
 
 def isolated_vars(home: Path) -> dict[str, str]:
@@ -53,6 +58,22 @@ def run(args: list[str], env: Mapping[str, str], timeout: float = 60) -> subproc
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def imds_credentials(base: str, role: str | None = None) -> dict[str, Any]:
+    """A role's credentials document over the raw IMDSv2 protocol, as a process outside the test
+    asks for it: `role`'s, or the one the role listing names. `base` ends with a slash."""
+    put = urllib.request.Request(f"{base}latest/api/token", method="PUT", headers={TTL: "60"})
+    with urllib.request.urlopen(put, timeout=10) as r:
+        token = r.read().decode()
+    creds = f"{base}latest/meta-data/iam/security-credentials/"
+    if role is None:
+        with urllib.request.urlopen(urllib.request.Request(creds, headers={TOKEN: token}), timeout=10) as r:
+            role = r.read().decode()
+    get = urllib.request.Request(creds + role, headers={TOKEN: token})
+    with urllib.request.urlopen(get, timeout=10) as r:
+        doc: dict[str, Any] = json.loads(r.read())
+    return doc
 
 
 class Daemon:

@@ -28,9 +28,10 @@ from imds_proxy import config
 from imds_proxy.app import create_app
 from imds_proxy.credentials import utc_now
 from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sandbox import DEFAULT_ROLE, REGION, LocalAws
+from imds_proxy.sandbox import REGION, LocalAws
 from imds_proxy.sts import AssumeRoleSource
 
+from conftest import DEFAULT_ROLE
 from fakes import remember
 from procs import dropped, isolated_env, isolated_vars
 

@@ -6,15 +6,13 @@ import json
 import signal
 import socket
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import TOKEN, TTL
 from fakes import ROLE_ARN
-from procs import daemon, isolated_env, run
+from procs import daemon, imds_credentials, isolated_env, run
 
 SOURCE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-secret-key"}
 
@@ -25,21 +23,6 @@ def one_line_error(stderr: str) -> str:
     assert "Traceback" not in stderr
     assert lines[0].startswith("imds-proxy: ")
     return lines[0]
-
-
-def fetch_credentials(base: str) -> dict[str, Any]:
-    put = urllib.request.Request(f"{base}latest/api/token", method="PUT", headers={TTL: "60"})
-    with urllib.request.urlopen(put, timeout=10) as r:
-        token = r.read().decode()
-    get = urllib.request.Request(f"{base}latest/meta-data/iam/security-credentials/", headers={TOKEN: token})
-    with urllib.request.urlopen(get, timeout=10) as r:
-        role = r.read().decode()
-    get = urllib.request.Request(
-        f"{base}latest/meta-data/iam/security-credentials/{role}", headers={TOKEN: token}
-    )
-    with urllib.request.urlopen(get, timeout=10) as r:
-        doc: dict[str, Any] = json.loads(r.read())
-    return doc
 
 
 def test_python_m_and_version(tmp_path: Path) -> None:
@@ -100,7 +83,7 @@ def test_serve_runs_serves_and_stops_on_sigterm(tmp_path: Path, local_aws: Any) 
     args += ["--region", "us-east-1", "--listen", "127.0.0.1:0", "--log-format", "json"]
     with daemon(args, env) as d:
         url = d.wait_for(r"serving IMDS for role imds-proxy-sandbox on (http://\S+/)").group(1)
-        doc = fetch_credentials(url)
+        doc = imds_credentials(url)
         assert doc["Code"] == "Success" and doc["AccessKeyId"].startswith("ASIA")
         assert d.stop(signal.SIGTERM) == 0
     log = "\n".join(d.stderr)
@@ -185,7 +168,7 @@ def test_each_listener_serves_its_own_role_over_ipv4_and_ipv6(tmp_path: Path, lo
         assert notify.recv(100) == b"READY=1"  # only after credentials and listeners are up
         one = d.wait_for(r"serving IMDS for role one on (http://\S+/)").group(1)
         two = d.wait_for(r"serving IMDS for role two on (http://\[::1\]:\d+/)").group(1)
-        first, second = fetch_credentials(one), fetch_credentials(two)
+        first, second = imds_credentials(one), imds_credentials(two)
         assert first["AccessKeyId"] != second["AccessKeyId"]  # one cache entry per role
         assert d.stop() == 0
     notify.close()

@@ -3,15 +3,14 @@ starts waiting and works after `imds-proxy mfa` — real processes, boto3 as the
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import TOKEN, TTL, StsRequests
-from procs import daemon, isolated_env, run
+from conftest import StsRequests
+from procs import daemon, imds_credentials, isolated_env, run
 
 BASE_KEY = "AKIAIMDSPROXYBASE002"
 CODE = "384615"  # not a substring of moto's account id
@@ -51,20 +50,6 @@ def boto3_caller(tmp_path: Path, imds_url: str, local_aws: Any) -> subprocess.Co
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
 
 
-def imds_document(url: str, role: str) -> dict[str, Any]:
-    import urllib.request
-
-    put = urllib.request.Request(f"{url}latest/api/token", method="PUT", headers={TTL: "60"})
-    with urllib.request.urlopen(put, timeout=10) as r:
-        token = r.read().decode()
-    get = urllib.request.Request(
-        f"{url}latest/meta-data/iam/security-credentials/{role}", headers={TOKEN: token}
-    )
-    with urllib.request.urlopen(get, timeout=10) as r:
-        doc: dict[str, Any] = json.loads(r.read())
-    return doc
-
-
 def imds_proxy(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imds_proxy", *args],
@@ -101,7 +86,7 @@ def test_mfa_role_starts_waiting_and_works_after_imds_proxy_mfa(
     with daemon(["serve", "--profile", "admin", "--listen", "127.0.0.1:0"], env) as d:
         # Start-up does not wait for a code: it serves EC2's error document meanwhile.
         url = d.wait_for(r"serving IMDS for role admin on (http://\S+/)").group(1)
-        doc = imds_document(url, "admin")
+        doc = imds_credentials(url, "admin")
         assert doc["Code"] == "MfaRequired" and "run `imds-proxy mfa --role admin`" in doc["Message"]
         assert "waiting for MFA" in imds_proxy(["roles"], env).stdout
 

@@ -4,7 +4,6 @@ in this process, and by the AWS CLI."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -13,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,9 +22,8 @@ import boto3
 import botocore.exceptions as bce
 import pytest
 
-from conftest import TOKEN, TTL
 from fakes import remember
-from procs import Daemon, daemon, dropped, isolated_env, isolated_vars, run
+from procs import Daemon, daemon, dropped, imds_credentials, isolated_env, isolated_vars, run
 
 SESSION = "sandbox-test"
 READY = r"^Ctrl-C stops\.$"
@@ -70,15 +67,7 @@ def through_imds(box: Sandbox) -> Iterator[None]:
 
 def imds_document(box: Sandbox) -> dict[str, Any]:
     """The role's credentials document over the raw IMDSv2 protocol."""
-    put = urllib.request.Request(f"{box.imds}latest/api/token", method="PUT", headers={TTL: "60"})
-    with urllib.request.urlopen(put, timeout=10) as r:
-        token = r.read().decode()
-    base = f"{box.imds}latest/meta-data/iam/security-credentials/"
-    with urllib.request.urlopen(urllib.request.Request(base, headers={TOKEN: token}), timeout=10) as r:
-        role = r.read().decode()
-    with urllib.request.urlopen(urllib.request.Request(base + role, headers={TOKEN: token}), timeout=10) as r:
-        doc: dict[str, Any] = json.loads(r.read())
-    return remember(doc)
+    return remember(imds_credentials(box.imds))
 
 
 def error_code(call: Any, **params: Any) -> str:
