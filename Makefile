@@ -7,11 +7,13 @@ WHEELS := $(VENV)/wheelhouse
 
 .PHONY: run test lint bench clean
 
+# Recipes that `make run` reaches are silent (@, and pip's output to stderr), so its standard
+# output is only the sandbox's export lines: `make -s run > sandbox.env` works too.
 $(BIN)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[sandbox,test]'
-	touch $@
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/pip install --quiet --upgrade pip >&2
+	@$(BIN)/pip install --quiet -e '.[sandbox,test]' >&2
+	@touch $@
 
 # The dependencies as wheels, so tests/test_docker.py can run docker/install.sh offline.
 $(WHEELS)/.done: $(BIN)/.installed
@@ -24,7 +26,7 @@ $(JS)/node_modules/.installed: $(JS)/package.json
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/imds-proxy sandbox
+	@$(BIN)/imds-proxy sandbox
 
 test: $(BIN)/.installed $(JS)/node_modules/.installed $(WHEELS)/.done
 	$(BIN)/ruff check .
