@@ -55,7 +55,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         def wrap(source: Source) -> Source:
             if lifetime is not None:
                 source = served_lifetime.ServedLifetime(source, lifetime, utc_now)
-            watched.append(sandbox.Watched(source))
+            watched.append(sandbox.Watched(source, world.source_description))
             return watched[0]
 
         def ready(bound: list[Listener]) -> None:

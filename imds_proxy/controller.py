@@ -48,7 +48,7 @@ class Controller:
                 {
                     "name": name,
                     "role_arn": spec.role_arn,
-                    "source": spec.source_description,
+                    "source": status.source_description,
                     "key": status.key_suffix,
                     "expires": wire_time(status.expiration) if status.expiration else None,
                     "remaining_seconds": int((status.expiration - now).total_seconds())

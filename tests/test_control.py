@@ -24,7 +24,7 @@ from imds_proxy.mfa import MfaSession
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.sts import AssumeRoleSource
 
-from fakes import FakeClock, FakeSts
+from fakes import ROLE_ARN, FakeClock, FakeSource, FakeSts
 
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
 
@@ -161,6 +161,21 @@ async def test_roles_shows_each_roles_state_at_a_glance(daemon: Daemon, clock: F
     assert any("last error (1 failures)" in line and "boom" in line for line in lines)
     for r in roles.values():  # nothing secret: key ids only as their last four characters
         assert r["key"] is None or len(r["key"]) == 5
+
+
+async def test_roles_says_where_each_roles_source_keys_come_from(daemon: Daemon) -> None:
+    roles = {r["name"]: r for r in (await daemon.ask({"op": "roles"}))["roles"]}
+    assert roles["plain"]["source"] == "default credential chain"
+    assert roles["admin"]["source"] == f"default credential chain, MFA {SERIAL}"
+
+
+def test_roles_takes_the_source_from_the_source_not_from_the_config(clock: FakeClock) -> None:
+    # As the sandbox does: its client factory signs with a scenario's keys, whatever the role's keys say.
+    cfg = config.build({"role_arn": ROLE_ARN})
+    [name] = cfg.roles
+    engine = CredentialEngine({name: FakeSource(clock)}, cfg.refresh, clock)
+    [role] = Controller(cfg, engine, {}, clock).roles()
+    assert role["source"] == "a fake source"
 
 
 async def test_a_second_daemon_on_the_same_socket_is_refused(daemon: Daemon) -> None:
