@@ -32,13 +32,13 @@ def _scenario_config(args: argparse.Namespace, scenario: Scenario, dropped: tupl
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from imds_proxy import scenarios, served_lifetime
+    from imds_proxy import scenario_file, served_lifetime
 
     if args.list_scenarios:
-        print(scenarios.catalogue())
+        print(scenario_file.catalogue())
         return 0
     # Validate everything before starting anything.
-    scenario = scenarios.load(args.scenario, args.variant)
+    scenario = scenario_file.load(args.scenario, args.variant)
     cfg = _scenario_config(args, scenario)
     lifetime = None
     if args.served_lifetime is not None:
@@ -55,7 +55,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         def wrap(source: Source) -> Source:
             if lifetime is not None:
                 source = served_lifetime.ServedLifetime(source, lifetime, utc_now)
-            watched.append(sandbox.Watched(source))
+            watched.append(sandbox.Watched(source, world.source_description))
             return watched[0]
 
         def ready(bound: list[Listener]) -> None:
@@ -84,9 +84,9 @@ def cmd_exec_sandbox(args: argparse.Namespace) -> int:
     command = command_of(args)
     quiet = args.log_level is None
 
-    from imds_proxy import sandbox, scenarios
+    from imds_proxy import sandbox, scenario_file
 
-    scenario = scenarios.load(args.scenario, args.variant)
+    scenario = scenario_file.load(args.scenario, args.variant)
     cfg = _scenario_config(args, scenario, _NOT_FOR_EXEC)  # validate everything before starting anything
     role = pick_role(cfg, args.role)
     logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)

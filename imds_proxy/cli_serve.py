@@ -12,8 +12,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from imds_proxy import channel, config, control, logs, mfa, profiles
+from imds_proxy import channel, config, control_socket, logs, mfa, profiles
 from imds_proxy.config import Config
+from imds_proxy.controller import Controller
 from imds_proxy.credentials import Credentials, Source, utc_now
 from imds_proxy.errors import ConfigError, CredentialsUnavailable
 from imds_proxy.listeners import Listener
@@ -80,11 +81,11 @@ def run_daemon(
     logs.setup(cfg.log_format, cfg.log_level)
 
     engine, mfa_sessions = make_engine(cfg, client_factory, wrap_source)
-    controller = control.Controller(cfg, engine, mfa_sessions, utc_now)
+    controller = Controller(cfg, engine, mfa_sessions, utc_now)
     notify = mfa.command_notifier(cfg.notify_command) if cfg.notify_command else None
     services: list[contextlib.AbstractAsyncContextManager[Any]] = [
-        control.ControlServer(
-            cfg.control_socket or control.default_path(),
+        control_socket.ControlServer(
+            cfg.control_socket or control_socket.default_path(),
             controller.handle,
             required=cfg.control_socket is not None or bool(mfa_sessions),
         ),

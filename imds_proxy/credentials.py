@@ -103,6 +103,11 @@ class Source(Protocol):
         """Everything that changes the answer: two sources with equal keys are interchangeable."""
         ...
 
+    @property
+    def description(self) -> str:
+        """Whose keys call for the credentials, in words for operators (`imds-proxy roles`)."""
+        ...
+
     async def fetch(self) -> Credentials:
         """New credentials; raises SourceError. Must not block the event loop."""
         ...

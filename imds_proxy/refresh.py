@@ -51,6 +51,8 @@ class RoleStatus:
 
     name: str
     role_arn: str
+    #: The source's own words for whose keys call STS (`imds-proxy roles` SOURCE).
+    source_description: str
     expiration: datetime | None
     failures: int
     last_error: str | None
@@ -275,6 +277,7 @@ class CredentialEngine:
         return RoleStatus(
             name=name,
             role_arn=role.source.role_arn,
+            source_description=role.source.description,
             expiration=creds.expiration if creds else None,
             failures=role.failures,
             last_error=str(role.last_error) if role.last_error else None,

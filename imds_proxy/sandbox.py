@@ -116,6 +116,12 @@ class World:
     caller_arn: str
     caller_key: tuple[str, str] = field(repr=False)
 
+    @property
+    def source_description(self) -> str:
+        """Whose keys the daemon calls STS with, for `imds-proxy roles` (not the default chain)."""
+        standing_in = f", standing in for {EC2}" if self.scenario.caller is None else ""
+        return f"local AWS as {self.caller_arn}{standing_in}"
+
 
 @contextlib.contextmanager
 def _step(scenario: Scenario, key: str) -> Iterator[None]:
@@ -196,10 +202,12 @@ def build(aws: LocalAws, s: Scenario) -> World:
 
 
 class Watched:
-    """A Source that remembers whether its last fetch failed, for the start-up summary."""
+    """A Source that remembers whether its last fetch failed, for the start-up summary, and
+    says whose keys it calls STS with (the sandbox's client factory signs with the caller's)."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, description: str) -> None:
         self.source = source
+        self.description = description
         self.error: SourceError | None = None
 
     @property

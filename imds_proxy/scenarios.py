@@ -1,17 +1,12 @@
 """Sandbox scenarios: a small AWS world (accounts, users, roles, buckets) and the role the daemon
-serves from it, as frozen values; the built-in ones by name. Pure: no moto and no boto3 here."""
+serves from it, as frozen values (read from files by `scenario_file`). Pure: no moto and no boto3 here."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
-from imds_proxy.errors import ConfigError
-
-DEFAULT_SCENARIO = "photos"
 DEFAULT_ACCOUNT = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
 #: The service an instance profile's role is assumed by.
@@ -19,8 +14,6 @@ EC2 = "ec2.amazonaws.com"
 #: The IAM user the sandbox creates to stand in for the EC2 service (see sandbox_iam); reserved.
 EC2_STAND_IN = "imds-proxy-ec2"
 IfDenied = Literal["exit", "serve-error-document"]
-
-_BUILTIN_DIR = "builtin_scenarios"
 
 
 @dataclass(frozen=True)
@@ -113,47 +106,3 @@ class Scenario:
     def accounts(self) -> tuple[str, ...]:
         things: list[Any] = [*self.policies, *self.users, *self.roles, *self.instance_profiles]
         return tuple(sorted({t.account for t in [*things, *self.buckets, *self.calls]}))
-
-
-def builtin_names() -> list[str]:
-    """The built-in scenarios, the default first."""
-    names = sorted(
-        p.name.removesuffix(".toml")
-        for p in resources.files("imds_proxy").joinpath(_BUILTIN_DIR).iterdir()
-        if p.name.endswith(".toml")
-    )
-    return sorted(names, key=lambda n: n != DEFAULT_SCENARIO)
-
-
-def load(spec: str, variant: str | None = None) -> Scenario:
-    """A built-in scenario by name, or a scenario file by path."""
-    from imds_proxy import scenario_file  # it imports the types above
-
-    if "/" not in spec and not spec.endswith(".toml"):
-        if spec not in builtin_names():
-            raise ConfigError(
-                "scenario",
-                f"there is no built-in scenario {spec!r}",
-                f"use one of: {', '.join(builtin_names())}, or the path of a .toml file",
-            )
-        text = resources.files("imds_proxy").joinpath(_BUILTIN_DIR, f"{spec}.toml").read_text("utf-8")
-        return scenario_file.parse(text, f"{spec}.toml (built in)", spec, variant)
-    path = Path(spec)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError("scenario", f"{path} does not exist", "check the --scenario path") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError("scenario", f"cannot read {path} ({e})", "check the file") from None
-    return scenario_file.parse(text, str(path), path.stem, variant)
-
-
-def catalogue() -> str:
-    """`sandbox --list-scenarios`: each built-in scenario, its variants, what it shows."""
-    lines = []
-    for name in builtin_names():
-        s = load(name)
-        default = " (default)" if name == DEFAULT_SCENARIO else ""
-        lines.append(f"{name}{default}\n    {s.description}")
-        lines += [f"    --variant {v}: {d}" for v, d in s.variants.items()]
-    return "\n".join(lines)

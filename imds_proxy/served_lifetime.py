@@ -39,6 +39,10 @@ class ServedLifetime:
     def cache_key(self) -> Hashable:
         return (self._source.cache_key, self.lifetime)
 
+    @property
+    def description(self) -> str:
+        return self._source.description
+
     async def fetch(self) -> Credentials:
         creds = await self._source.fetch()
         now = self._clock()

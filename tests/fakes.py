@@ -71,6 +71,10 @@ class FakeSource:
     def cache_key(self) -> Hashable:
         return (self._role_arn, id(self))
 
+    @property
+    def description(self) -> str:
+        return "a fake source"
+
     async def fetch(self) -> Credentials:
         self.calls += 1
         if self.gate is not None:

@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 
-from imds_proxy import config, control
-from imds_proxy.control import Controller, ControlServer
+from imds_proxy import config, control_socket
+from imds_proxy.cli_control import render_roles
+from imds_proxy.control_socket import ControlServer
+from imds_proxy.controller import Controller
 from imds_proxy.errors import ControlError, CredentialsUnavailable
 from imds_proxy.mfa import MfaSession
 from imds_proxy.refresh import CredentialEngine
 from imds_proxy.sts import AssumeRoleSource
 
-from fakes import FakeClock, FakeSts
+from fakes import ROLE_ARN, FakeClock, FakeSource, FakeSts
 
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
 
@@ -64,7 +66,7 @@ class Daemon:
         self.server = ControlServer(self.path, self.controller.handle)
 
     async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(control.request, self.path, message, 10)
+        return await asyncio.to_thread(control_socket.request, self.path, message, 10)
 
     async def send_raw(self, data: bytes) -> bytes:
         reader, writer = await asyncio.open_unix_connection(str(self.path))
@@ -152,13 +154,28 @@ async def test_roles_shows_each_roles_state_at_a_glance(daemon: Daemon, clock: F
     assert roles["plain"]["state"] == "failing" and "boom" in roles["plain"]["last_error"]
     assert roles["admin"]["remaining_seconds"] == 600 and roles["admin"]["key"].startswith("…")
     assert roles["admin"]["mfa"]["remaining_seconds"] == 12 * 3600 - 3000
-    text = control.render_roles(list(roles.values()))
+    text = render_roles(list(roles.values()))
     lines = text.splitlines()
     assert lines[0].split() == ["ROLE", "STATE", "CREDENTIALS", "MFA", "SESSION", "SOURCE"]
     assert any(line.startswith("admin") and "10m00s left" in line and "11h10m left" in line for line in lines)
     assert any("last error (1 failures)" in line and "boom" in line for line in lines)
     for r in roles.values():  # nothing secret: key ids only as their last four characters
         assert r["key"] is None or len(r["key"]) == 5
+
+
+async def test_roles_says_where_each_roles_source_keys_come_from(daemon: Daemon) -> None:
+    roles = {r["name"]: r for r in (await daemon.ask({"op": "roles"}))["roles"]}
+    assert roles["plain"]["source"] == "default credential chain"
+    assert roles["admin"]["source"] == f"default credential chain, MFA {SERIAL}"
+
+
+def test_roles_takes_the_source_from_the_source_not_from_the_config(clock: FakeClock) -> None:
+    # As the sandbox does: its client factory signs with a scenario's keys, whatever the role's keys say.
+    cfg = config.build({"role_arn": ROLE_ARN})
+    [name] = cfg.roles
+    engine = CredentialEngine({name: FakeSource(clock)}, cfg.refresh, clock)
+    [role] = Controller(cfg, engine, {}, clock).roles()
+    assert role["source"] == "a fake source"
 
 
 async def test_a_second_daemon_on_the_same_socket_is_refused(daemon: Daemon) -> None:
@@ -202,12 +219,12 @@ async def test_a_directory_others_can_enter_is_refused(tmp_path: Path) -> None:
 
 def test_no_daemon_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(ControlError, match="no imds-proxy daemon is listening") as raised:
-        control.request(tmp_path / "nothing.sock", {"op": "roles"})
+        control_socket.request(tmp_path / "nothing.sock", {"op": "roles"})
     assert "\n" not in str(raised.value)
 
 
 def test_default_path_is_private_per_user() -> None:
-    assert control.default_path({"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path(
+    assert control_socket.default_path({"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path(
         "/run/user/1000/imds-proxy/control.sock"
     )
-    assert control.default_path({}) == Path(f"/tmp/imds-proxy-{os.getuid()}/control.sock")
+    assert control_socket.default_path({}) == Path(f"/tmp/imds-proxy-{os.getuid()}/control.sock")

@@ -120,6 +120,27 @@ def test_the_local_aws_refuses_keys_it_did_not_issue(photos: Sandbox) -> None:
         assert error_code(s3.list_objects_v2, Bucket="photos") == "InvalidAccessKeyId"
 
 
+@pytest.mark.parametrize(
+    ("scenario", "source"),
+    [
+        (
+            "photos",
+            "local AWS as arn:aws:iam::123456789012:user/imds-proxy-ec2, standing in for ec2.amazonaws.com",
+        ),
+        ("cross_account", "local AWS as arn:aws:iam::111122223333:user/Bob"),
+    ],
+)
+def test_roles_shows_the_keys_the_sandbox_calls_sts_with(
+    request: pytest.FixtureRequest, scenario: str, source: str
+) -> None:
+    box: Sandbox = request.getfixturevalue(scenario)
+    result = run(["roles"], isolated_env(box.home))  # the sandbox's own control socket, under its home
+    assert result.returncode == 0, result.stderr
+    [header, row] = result.stdout.splitlines()
+    assert header.endswith("  SOURCE") and row.endswith(f"  {source}")
+    assert "default credential chain" not in result.stdout
+
+
 def test_cross_account_role_reads_its_bucket_and_is_denied_writing(cross_account: Sandbox) -> None:
     with through_imds(cross_account):
         session = boto3.Session()

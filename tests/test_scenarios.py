@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imds_proxy import scenarios
+from imds_proxy import scenario_file, scenarios
 from imds_proxy.errors import ConfigError, ScenarioError
 from imds_proxy.scenario_file import parse
 
@@ -38,24 +38,24 @@ def broken(text: str, variant: str | None = None) -> str:
 
 def builtins() -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
-    for name in scenarios.builtin_names():
-        out += [(name, None), *((name, v) for v in scenarios.load(name).variants)]
+    for name in scenario_file.builtin_names():
+        out += [(name, None), *((name, v) for v in scenario_file.load(name).variants)]
     return out
 
 
 @pytest.mark.parametrize(("name", "variant"), builtins())
 def test_every_builtin_scenario_and_variant_is_valid(name: str, variant: str | None) -> None:
-    s = scenarios.load(name, variant)
+    s = scenario_file.load(name, variant)
     assert s.role in s.roles
     assert s.try_allowed or s.try_denied
 
 
 def test_the_builtin_scenarios_are_listed_default_first() -> None:
-    assert scenarios.builtin_names() == ["photos", "cross-account", "untrusted"]
+    assert scenario_file.builtin_names() == ["photos", "cross-account", "untrusted"]
 
 
 def test_photos_role_is_assumed_by_ec2_through_an_instance_profile() -> None:
-    s = scenarios.load("photos")
+    s = scenario_file.load("photos")
     assert s.assumed_by == scenarios.EC2 and s.caller is None
     assert [p.role for p in s.instance_profiles] == ["photos-reader"]
     trust = json.loads(s.role.trust)["Statement"]
@@ -66,25 +66,25 @@ def test_photos_role_is_assumed_by_ec2_through_an_instance_profile() -> None:
 
 
 def test_cross_account_spans_two_accounts_and_calls_sts_as_bob() -> None:
-    s = scenarios.load("cross-account")
+    s = scenario_file.load("cross-account")
     assert s.accounts == ("111122223333", "444455556666")
     assert s.caller is not None and s.caller.arn == "arn:aws:iam::111122223333:user/Bob"
     assert s.role.arn == "arn:aws:iam::444455556666:role/foo"
 
 
 def test_a_variant_replaces_only_the_keys_it_gives() -> None:
-    base = scenarios.load("cross-account")
-    no_permission = scenarios.load("cross-account", "caller-lacks-permission")
+    base = scenario_file.load("cross-account")
+    no_permission = scenario_file.load("cross-account", "caller-lacks-permission")
     assert no_permission.caller is not None and dict(no_permission.caller.policies) == {}
     assert no_permission.caller.account == "111122223333"
     assert no_permission.role == base.role
-    untrusting = scenarios.load("cross-account", "trust-names-someone-else")
+    untrusting = scenario_file.load("cross-account", "trust-names-someone-else")
     assert "user/Alice" in untrusting.role.trust and "user/Bob" not in untrusting.role.trust
     assert untrusting.role.policies == base.role.policies
 
 
 def test_untrusted_keeps_serving_when_the_role_cannot_be_assumed() -> None:
-    s = scenarios.load("untrusted")
+    s = scenario_file.load("untrusted")
     assert s.if_denied == "serve-error-document"
     assert "ec2.amazonaws.com" not in s.role.trust
 
@@ -153,4 +153,4 @@ def test_an_unknown_variant_names_the_known_ones() -> None:
 
 def test_an_unknown_builtin_name_lists_the_builtins() -> None:
     with pytest.raises(ConfigError, match="use one of: photos, cross-account, untrusted"):
-        scenarios.load("phtos")
+        scenario_file.load("phtos")

@@ -13,7 +13,7 @@ from botocore.config import Config as BotoConfig
 
 from imds_proxy import profiles
 from imds_proxy.errors import SourceCredentialsMissing
-from imds_proxy.roles import RoleSpec
+from imds_proxy.roles import DEFAULT_REGION, RoleSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient as STSClient  # re-exported for the other sts modules
@@ -36,7 +36,7 @@ def default_client(spec: RoleSpec) -> STSClient:
     endpoint when a region is set (protocol.md §6)."""
     try:
         session = boto3.Session(botocore_session=profiles.sts_session(spec))
-        region = spec.region or session.region_name or "us-east-1"
+        region = spec.region or session.region_name or DEFAULT_REGION
     except bce.ProfileNotFound:
         raise SourceCredentialsMissing(
             f"source profile {spec.source_profile!r} is not in the AWS config files; "

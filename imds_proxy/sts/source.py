@@ -77,6 +77,10 @@ class AssumeRoleSource:
     def cache_key(self) -> Hashable:
         return self.spec
 
+    @property
+    def description(self) -> str:
+        return self.spec.source_description
+
     def _clamp(self, why: str) -> None:
         if self.duration > CHAINED_MAX_DURATION:
             log.warning(

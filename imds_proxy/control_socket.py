@@ -1,5 +1,6 @@
 """The control socket: a Unix socket in a private directory, for `imds-proxy mfa` (hand a
-code to the running daemon) and `imds-proxy roles` (what each role is doing).
+code to the running daemon) and `imds-proxy roles` (what each role is doing). Both sides of the
+wire: the daemon's server and the commands' client. What the daemon answers is `controller`'s.
 
 One JSON object per line each way, one request per connection. Only the daemon's own user
 (or root) gets an answer; nothing sent back holds a secret (key ids as their last 4 only).
@@ -15,17 +16,12 @@ import os
 import socket
 import stat
 import struct
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from imds_proxy.config import Config
-from imds_proxy.credentials import Clock, wire_time
-from imds_proxy.errors import ControlError, SourceError
-from imds_proxy.mfa import MfaSession
-from imds_proxy.refresh import CredentialEngine
+from imds_proxy.errors import ControlError
 
 log = logging.getLogger("imds_proxy.control")
 
@@ -195,154 +191,3 @@ def request(path: Path, message: Mapping[str, Any], timeout: float = CLIENT_TIME
     if not isinstance(reply, dict):
         raise ControlError("the daemon's answer was not understood; is it the same version?")
     return reply
-
-
-class Controller:
-    """What the daemon answers on the control socket: role status, and MFA codes."""
-
-    def __init__(
-        self, config: Config, engine: CredentialEngine, mfa: Mapping[str, MfaSession], clock: Clock
-    ) -> None:
-        self._config = config
-        self._engine = engine
-        self._mfa = mfa
-        self._clock = clock
-
-    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "roles":
-            return {"ok": True, "roles": self.roles()}
-        if op == "mfa-role":
-            return self._mfa_role(request.get("role"))
-        if op == "mfa":
-            return await self._mfa_code(request.get("role"), request.get("code"))
-        return {"ok": False, "error": f"unknown op {op!r}: use roles, mfa-role or mfa"}
-
-    def roles(self) -> list[dict[str, Any]]:
-        now = self._clock()
-        out = []
-        for name, spec in self._config.roles.items():
-            status = self._engine.status(name)
-            mfa = self._mfa.get(name)
-            out.append(
-                {
-                    "name": name,
-                    "role_arn": spec.role_arn,
-                    "source": spec.source_description,
-                    "key": status.key_suffix,
-                    "expires": wire_time(status.expiration) if status.expiration else None,
-                    "remaining_seconds": int((status.expiration - now).total_seconds())
-                    if status.expiration
-                    else None,
-                    "state": _state(status.waiting, status.failures),
-                    "fetches": status.fetches,
-                    "failures": status.failures,
-                    "last_error": status.last_error,
-                    "retry_at": wire_time(status.retry_at) if status.retry_at else None,
-                    "mfa": mfa.snapshot(now) if mfa else None,
-                }
-            )
-        return out
-
-    def _pick(self, role: object) -> tuple[str, MfaSession] | str:
-        """The MFA role a request means, or why there is none."""
-        if role is None:
-            waiting = [n for n in self._mfa if self._engine.waiting(n)]
-            candidates = waiting if len(waiting) == 1 else list(self._mfa)
-            if len(candidates) != 1:
-                names = ", ".join(self._mfa) or "none"
-                return f"roles using MFA: {names}; pass --role NAME" if self._mfa else "no role uses MFA"
-            role = candidates[0]
-        if not isinstance(role, str) or role not in self._config.roles:
-            return f"no role {role!r}; configured: {', '.join(self._config.roles)}"
-        if role not in self._mfa:
-            return f"role {role} does not use MFA (no mfa_serial)"
-        return role, self._mfa[role]
-
-    def _mfa_role(self, role: object) -> dict[str, Any]:
-        picked = self._pick(role)
-        if isinstance(picked, str):
-            return {"ok": False, "error": picked}
-        name, session = picked
-        return {"ok": True, "role": name, "serial": session.serial, "roles": session.roles}
-
-    async def _mfa_code(self, role: object, code: object) -> dict[str, Any]:
-        picked = self._pick(role)
-        if isinstance(picked, str):
-            return {"ok": False, "error": picked}
-        name, session = picked
-        try:
-            session.offer(code if isinstance(code, str) else "")
-        except ValueError as e:
-            return {"ok": False, "error": str(e)}
-        log.info("MFA code received for role %s (%s)", name, session.serial)
-        try:
-            creds = await self._engine.wake(name)
-        except SourceError as e:
-            return {"ok": False, "error": str(e)}
-        finally:
-            session.take_code()  # unused codes do not linger (they expire within a minute anyway)
-        # Roles sharing the session, or chained off an MFA role, can go on without a code now.
-        others = [n for n in self._engine.role_names if n != name and self._engine.waiting(n)]
-        results = await asyncio.gather(*(self._engine.wake(n) for n in others), return_exceptions=True)
-        lines = [f"role {name}: credentials valid until {wire_time(creds.expiration)}"]
-        if session.expires is not None:
-            lines.append(f"MFA session for {session.serial} valid until {wire_time(session.expires)}")
-        for other, result in zip(others, results, strict=True):
-            lines.append(
-                f"role {other}: "
-                + (
-                    f"still failing: {result}"
-                    if isinstance(result, BaseException)
-                    else f"credentials valid until {wire_time(result.expiration)}"
-                )
-            )
-        return {"ok": True, "message": "\n".join(lines)}
-
-
-def _state(waiting: bool, failures: int) -> str:
-    if waiting:
-        return "waiting for MFA"
-    return "failing" if failures else "ok"
-
-
-def _ago(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{sign}{hours}h{rest // 60:02d}m" if hours else f"{sign}{rest // 60}m{rest % 60:02d}s"
-
-
-def render_roles(roles: list[dict[str, Any]]) -> str:
-    """`imds-proxy roles` for a terminal: one line per role, then its error if any."""
-    header = ("ROLE", "STATE", "CREDENTIALS", "MFA SESSION", "SOURCE")
-    rows = [header]
-    for r in roles:
-        creds = f"{_ago(r['remaining_seconds'])} left ({r['key']})" if r["key"] else "none"
-        mfa = r["mfa"]
-        if mfa:
-            left = "not opened"
-            if mfa["remaining_seconds"] is not None:
-                left = f"{_ago(mfa['remaining_seconds'])} left"
-            mfa_text = f"{left}, {mfa['warnings']} warnings"
-        else:
-            mfa_text = "-"
-        rows.append((r["name"], r["state"], creds, mfa_text, r["source"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = []
-    for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
-        if i and roles[i - 1]["last_error"]:
-            lines.append(f"  last error ({roles[i - 1]['failures']} failures): {roles[i - 1]['last_error']}")
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def read_code(prompt: str) -> str:
-    """The code from the terminal (or one line of piped input)."""
-    if sys.stdin.isatty():
-        return input(prompt)
-    print(prompt, end="", file=sys.stderr, flush=True)
-    line = sys.stdin.readline()
-    print(file=sys.stderr)  # the piped code is not echoed: end the prompt's line
-    return line
