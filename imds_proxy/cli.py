@@ -16,6 +16,7 @@ from imds_proxy.cli_healthcheck import cmd_healthcheck
 from imds_proxy.cli_sandbox import cmd_exec_sandbox, cmd_sandbox
 from imds_proxy.cli_serve import EXIT_CONFIG, EXIT_FAILURE, cmd_serve
 from imds_proxy.errors import ConfigError, ImdsProxyError
+from imds_proxy.scenario_file import DEFAULT_SCENARIO
 
 #: CLI option → config key, for options shared by serve and sandbox.
 _COMMON = {
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument(
         "--scenario",
-        default="photos",
+        default=DEFAULT_SCENARIO,
         metavar="NAME|FILE",
         help="a built-in scenario (see --list-scenarios; default photos) or a scenario .toml file",
     )
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--aws-port", type=int, default=0, help="with --sandbox: port of the local AWS")
     run.add_argument(
         "--scenario",
-        default="photos",
+        default=DEFAULT_SCENARIO,
         metavar="NAME|FILE",
         help="with --sandbox: the scenario to build (default photos; see sandbox --list-scenarios)",
     )
