@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from imds_proxy import channel, config, shellenv
+from imds_proxy import channel, config, profiles, shellenv
 from imds_proxy.cli_serve import pick_role
 from imds_proxy.config import Config
 from imds_proxy.errors import ConfigError
@@ -28,7 +28,7 @@ def _env_listener(cfg: Config, role: str | None) -> Listener:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    cfg = config.load({}, os.environ, args.config)
+    cfg = config.load({}, os.environ, args.config, profiles.read_profile)
     role = pick_role(cfg, args.role) if args.role else None
     if not args.container:
         listener = _env_listener(cfg, role)

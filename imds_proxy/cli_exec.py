@@ -8,7 +8,7 @@ import asyncio
 import os
 import sys
 
-from imds_proxy import config, logs, shellenv
+from imds_proxy import config, logs, profiles, shellenv
 from imds_proxy.cli_serve import cannot_serve, cli_values, make_engine, pick_role
 from imds_proxy.config import Config
 from imds_proxy.errors import CommandNotRunnable, ConfigError, CredentialsUnavailable
@@ -58,5 +58,5 @@ def run_exec(
 def cmd_exec(args: argparse.Namespace) -> int:
     command = command_of(args)
     quiet = args.log_level is None
-    cfg = config.load(cli_values(args), os.environ, args.config)
+    cfg = config.load(cli_values(args), os.environ, args.config, profiles.read_profile)
     return run_exec(cfg, pick_role(cfg, args.role), command, quiet=quiet)

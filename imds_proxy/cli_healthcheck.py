@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from imds_proxy import config
+from imds_proxy import config, profiles
 from imds_proxy.cli_serve import EXIT_FAILURE
 from imds_proxy.credentials import utc_now
 from imds_proxy.listeners import Listener, parse_listener
@@ -19,7 +19,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     if args.listen:
         listeners: tuple[Listener, ...] = (parse_listener(args.listen),)
     else:
-        listeners = config.load({}, os.environ, args.config).listeners
+        listeners = config.load({}, os.environ, args.config, profiles.read_profile).listeners
     try:
         for listener in listeners:
             print(probe.check(listener, utc_now, args.timeout))

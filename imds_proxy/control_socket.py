@@ -75,11 +75,25 @@ class ControlServer:
         self.path = path
         self._handler = handler
         self._server: asyncio.AbstractServer | None = None
-        #: Without MFA roles or an explicit path, a second daemon (say, a sandbox next to a
-        #: serve) runs without a socket of its own rather than not at all.
+        #: Without MFA roles or an explicit path, a daemon that cannot have the socket (a second
+        #: daemon, say a sandbox next to a serve; a read-only /tmp) runs without one rather
+        #: than not at all.
         self._required = required
 
     async def __aenter__(self) -> ControlServer:
+        try:
+            return await self._start()
+        except ControlError as e:
+            if self._required:
+                raise
+            # No MFA role needs it and no path was asked for: serving matters more (a
+            # container with a read-only /tmp, a shared /tmp with someone else's directory).
+            log.warning(
+                "%s; this imds-proxy runs without a control socket (`imds-proxy roles` will not see it)", e
+            )
+            return self
+
+    async def _start(self) -> ControlServer:
         _private_dir(self.path.parent)
         if self.path.exists() or self.path.is_symlink():
             if _answers(self.path):

@@ -20,6 +20,7 @@ import boto3
 import botocore.exceptions as bce
 import botocore.session
 
+from imds_proxy import shellenv
 from imds_proxy.credentials import Credentials, Source
 from imds_proxy.errors import SandboxUnavailable, ScenarioError, SourceError
 from imds_proxy.scenarios import EC2, EC2_STAND_IN, Scenario
@@ -248,11 +249,11 @@ def sts_factory(aws: LocalAws, world: World) -> Callable[[Any], Any]:
 
 def exports(imds_url: str, aws_url: str, region: str = REGION) -> str:
     """The shell lines that point SDKs at us and their AWS calls at the local AWS.
-    Environment keys and profiles would win over IMDS in every SDK, so they are unset."""
+    Environment keys, profiles and container credentials would win over IMDS in every SDK,
+    and AWS_EC2_METADATA_DISABLED would switch it off, so they are unset (as `env` does)."""
     return "\n".join(
         [
-            "unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE "
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "unset " + " ".join(shellenv.imds_change(imds_url).unset),
             # Trailing slash: every SDK accepts it, and Debian 12's AWS CLI v2 needs it.
             f"export AWS_EC2_METADATA_SERVICE_ENDPOINT={imds_url}",
             f"export AWS_ENDPOINT_URL={aws_url}",

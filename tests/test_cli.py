@@ -130,6 +130,29 @@ def test_sandbox_exports_give_boto3_the_assumed_role(tmp_path: Path) -> None:
         assert d.stop(signal.SIGINT) == 0
 
 
+def test_sandbox_export_lines_clear_what_would_keep_a_shell_from_our_imds(tmp_path: Path) -> None:
+    """Sourced in a shell that disables IMDS (as one does for tools that must not probe it) or
+    names a profile for the AWS CLI v1 (AWS_DEFAULT_PROFILE), the lines still give the role."""
+    import subprocess
+
+    with daemon(["sandbox", "--listen", "127.0.0.1:0"], isolated_env(tmp_path)) as d:
+        d.wait_for(r"^export AWS_DEFAULT_REGION=")
+        lines = tmp_path / "sandbox.env"
+        lines.write_text("\n".join(line for line in d.stdout if line.startswith(("unset ", "export "))))
+        code = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
+        inherited = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_PROFILE": "elsewhere"}
+        out = subprocess.run(
+            ["sh", "-c", f'. "{lines}" && "{sys.executable}" -c "{code}"'],
+            env=isolated_env(tmp_path, inherited),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "assumed-role/photos-reader/" in out.stdout
+        assert d.stop(signal.SIGINT) == 0
+
+
 def test_sandbox_without_moto_says_how_to_install(tmp_path: Path) -> None:
     import subprocess
 

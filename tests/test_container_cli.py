@@ -154,6 +154,25 @@ def test_env_role_picks_its_listener_or_its_path(tmp_path: Path, capsys: pytest.
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI='http://127.0.0.1:8169/v1/credentials/two'" in container
 
 
+def profile_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
+    """A config whose role comes from a ~/.aws/config profile, as `serve` accepts it."""
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text(f"[profile dev]\nrole_arn = {ROLE_ARN}\nsource_profile = base\n[profile base]\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
+    file = tmp_path / "config.toml"
+    file.write_text(body + '[roles.dev]\nprofile = "dev"\n')
+    return file
+
+
+def test_env_reads_a_config_whose_roles_come_from_profiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = profile_config(tmp_path, monkeypatch, 'listen = ["127.0.0.1:8169=dev"]\n')
+    code, out, err = env_output(capsys, "--config", str(file))
+    assert code == 0, err
+    assert "export AWS_EC2_METADATA_SERVICE_ENDPOINT='http://127.0.0.1:8169/'" in out
+
+
 def test_sh_quoting_survives_eval(tmp_path: Path) -> None:
     odd = '/tmp/it\'s a "token" $HOME'
     change = shellenv.container_change("http://127.0.0.1:1/v1/credentials", token_file=odd)
@@ -216,3 +235,16 @@ async def test_healthcheck_reads_the_listeners_from_the_config(
     file = config_file(tmp_path, f'listen = ["0.0.0.0:{served.port}"]\n')  # probed on 127.0.0.1
     code, out, _ = await healthcheck(capsys, "--config", str(file))
     assert code == 0, out
+
+
+async def test_healthcheck_reads_a_config_whose_roles_come_from_profiles(
+    aiohttp_server: ServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    served = await serve(aiohttp_server, two_roles(), now_clock())
+    file = profile_config(tmp_path, monkeypatch, f'listen = ["127.0.0.1:{served.port}"]\n')
+    code, out, err = await healthcheck(capsys, "--config", str(file))
+    assert code == 0, err
+    assert out.startswith("healthy: ")

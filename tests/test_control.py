@@ -191,6 +191,22 @@ async def test_a_second_daemon_that_needs_no_socket_runs_without_one(daemon: Dae
     assert (await daemon.ask({"op": "roles"}))["ok"]
 
 
+async def test_a_daemon_that_needs_no_socket_runs_without_one_it_cannot_create(
+    tmp_path: Path, daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only /tmp (Kubernetes' readOnlyRootFilesystem) must not stop a daemon that has
+    no MFA role and was given no socket path; one that needs the socket still refuses."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    path = blocked / "imds-proxy" / "control.sock"
+    async with ControlServer(path, daemon.controller.handle, required=False):
+        pass
+    assert "runs without a control socket" in caplog.text
+    with pytest.raises(ControlError, match="cannot create the control socket directory"):
+        async with ControlServer(path, daemon.controller.handle):
+            pass
+
+
 async def test_a_stale_socket_left_by_a_killed_daemon_is_replaced(tmp_path: Path, clock: FakeClock) -> None:
     import socket
 

@@ -158,6 +158,22 @@ def test_role_picks_a_configured_role(tmp_path: Path, local_aws: Any) -> None:
     assert bad.returncode == 2 and "first, second" in bad.stderr
 
 
+def test_a_config_whose_role_comes_from_a_profile(tmp_path: Path, local_aws: Any) -> None:
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text(f"[profile dev]\nrole_arn = {local_aws.role_arn}\nsource_profile = src\n")
+    file = tmp_path / "config.toml"
+    file.write_text(f'sts_endpoint_url = "{local_aws.url}"\n[roles.dev]\nprofile = "dev"\n')
+    env = exec_env(
+        tmp_path,
+        local_aws,
+        AWS_CONFIG_FILE=str(aws_config),
+        AWS_SHARED_CREDENTIALS_FILE=str(profile_file(tmp_path, "src")),
+    )
+    result = run(["exec", "--config", str(file), "--", sys.executable, "-c", WHOAMI], env)
+    assert result.returncode == 0, result.stderr
+    assert ASSUMED in json.loads(result.stdout)["arn"]
+
+
 def test_a_default_profile_with_keys_is_warned_about(tmp_path: Path, local_aws: Any) -> None:
     env = exec_env(tmp_path, local_aws, AWS_SHARED_CREDENTIALS_FILE=str(profile_file(tmp_path, "default")))
     result = run(exec_args(local_aws, "true"), env)
