@@ -9,7 +9,6 @@ leaves loopback.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from sdk_support import (  # noqa: F401  (the *_fixture names register the fixtu
     run,
     sandbox_role_fixture,
     sdk_home_fixture,
+    skip_unless_ci,
     subprocess_env,
 )
 
@@ -37,10 +37,7 @@ def require_cli_v2() -> str:
         out = subprocess.run([str(CLI_V2), "--version"], capture_output=True, text=True, timeout=60)
         version = out.stdout + out.stderr
     if not version.startswith("aws-cli/2."):
-        missing = "the AWS CLI v2 is not installed at /usr/bin/aws (apt-get install awscli)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing}; CI is set: this test must run")
-        pytest.skip(missing)
+        skip_unless_ci("the AWS CLI v2 is not installed at /usr/bin/aws (apt-get install awscli)")
     return str(CLI_V2)
 
 
