@@ -23,9 +23,9 @@ import aiohttp
 from aiohttp import web
 
 from imds_proxy import config
-from imds_proxy.app import create_app
-from imds_proxy.credentials import Credentials, utc_now
-from imds_proxy.refresh import CredentialEngine
+from imds_proxy.engine.credentials import Credentials, utc_now
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.server.app import create_app
 
 HOST = "127.0.0.1"  # the only address this benchmark talks to
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench-role"

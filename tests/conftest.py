@@ -18,10 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from imds_proxy import config
-from imds_proxy.app import create_app
 from imds_proxy.config import Config
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.tokens import TokenIssuer
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.engine.tokens import TokenIssuer
+from imds_proxy.server.app import create_app
 
 from fakes import ISSUED, ROLE_ARN, FakeClock, FakeSource, remember
 
@@ -68,7 +69,7 @@ def source(clock: FakeClock) -> FakeSource:
 @pytest.fixture
 def engine(source: FakeSource, clock: FakeClock) -> CredentialEngine:
     cfg = make_config()
-    return CredentialEngine({ROLE: source}, cfg.refresh, clock, rng=random.Random(7))
+    return CredentialEngine({ROLE: source}, RefreshPolicy.of(cfg), clock, rng=random.Random(7))
 
 
 AppFactory = Callable[..., Awaitable[TestClient]]
@@ -90,7 +91,6 @@ def imds(
             engine,
             clock=clock,
             tokens=TokenIssuer(clock.seconds),
-            background_refresh=False,
         )
         return await aiohttp_client(app)
 
@@ -161,7 +161,7 @@ def create_default_role(aws: Any, name: str = DEFAULT_ROLE) -> str:
 @pytest.fixture(scope="session")
 def local_aws() -> Iterator[Any]:
     """moto's server on a loopback port for the whole session, with the sandbox role in it."""
-    from imds_proxy import sandbox
+    from imds_proxy.sandbox import local_aws as sandbox
 
     aws = sandbox.LocalAws(port=0).start()
     aws.role_arn = create_default_role(aws)

@@ -4,6 +4,7 @@ app on a loopback port (fake sources), and requests from a chosen loopback sourc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -20,10 +21,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from imds_proxy import config
-from imds_proxy.app import create_app
 from imds_proxy.config import Config
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.tokens import TokenIssuer
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.engine.tokens import TokenIssuer
+from imds_proxy.server.app import create_app
 
 from fakes import FakeClock, FakeSource, remember
 from procs import isolated_env
@@ -88,10 +90,9 @@ async def serve(
             for name, spec in cfg.roles.items()
         }
     if engine is None:
-        engine = CredentialEngine(sources, cfg.refresh, clock, rng=random.Random(7))
-    app: web.Application = create_app(
-        cfg, engine, clock=clock, tokens=TokenIssuer(clock.seconds), role=role, background_refresh=False
-    )
+        engine = CredentialEngine(sources, RefreshPolicy.of(cfg), clock, rng=random.Random(7))
+    listener = cfg.listeners[0] if role is None else dataclasses.replace(cfg.listeners[0], role=role)
+    app: web.Application = create_app(cfg, engine, listener, clock=clock, tokens=TokenIssuer(clock.seconds))
     return Served(await aiohttp_server(app, host="127.0.0.1"), engine, sources)
 
 

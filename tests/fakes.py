@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from imds_proxy.credentials import Credentials
+from imds_proxy.engine.credentials import Credentials
 from imds_proxy.errors import SourceError
 
 #: Every secret and session token any test has been handed; the log check looks for them.
@@ -74,6 +74,9 @@ class FakeSource:
     @property
     def description(self) -> str:
         return "a fake source"
+
+    #: Fakes chain off no role.
+    upstream: str | None = None
 
     async def fetch(self) -> Credentials:
         self.calls += 1

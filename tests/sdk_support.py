@@ -25,11 +25,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from imds_proxy import config
-from imds_proxy.app import create_app
-from imds_proxy.credentials import utc_now
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sandbox import REGION, LocalAws
-from imds_proxy.sts import AssumeRoleSource
+from imds_proxy.aws.sts import AssumeRoleSource
+from imds_proxy.engine.credentials import utc_now
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.sandbox.local_aws import REGION, LocalAws
+from imds_proxy.server.app import create_app
 
 from conftest import DEFAULT_ROLE
 from fakes import remember
@@ -102,7 +103,7 @@ async def daemon_fixture(
     cfg = config.build({"role_arn": sandbox_role, "listen": ["127.0.0.1:0"], "region": REGION})
     sts = await asyncio.to_thread(local_aws.client, "sts")
     source = AssumeRoleSource(cfg.role, utc_now, lambda _spec: sts)
-    engine = CredentialEngine({cfg.role.name: source}, cfg.refresh, utc_now)
+    engine = CredentialEngine({cfg.role.name: source}, RefreshPolicy.of(cfg), utc_now)
     app: web.Application = create_app(cfg, engine, clock=utc_now)
     server = await aiohttp_server(app)
     yield Daemon(server=server, engine=engine, role_arn=sandbox_role, aws_url=local_aws.url)

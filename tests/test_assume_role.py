@@ -12,8 +12,9 @@ import botocore.exceptions as bce
 import pytest
 
 from imds_proxy import config, errors
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import CHAINED_MAX_DURATION, AssumeRoleSource, classify
+from imds_proxy.aws.sts import CHAINED_MAX_DURATION, AssumeRoleSource, classify
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
 
 from conftest import StsRequests
 from fakes import ISSUED, FakeClock, FakeSts
@@ -71,7 +72,7 @@ async def test_roles_differing_only_by_external_id_get_separate_cache_entries(lo
         for name, ext in (("one", "ext-one"), ("two", "ext-two"))
     }
     sources = {name: AssumeRoleSource(spec, clock, moto_sts(local_aws)) for name, spec in specs.items()}
-    engine = CredentialEngine(sources, config.RefreshPolicy(), clock, rng=random.Random(1))
+    engine = CredentialEngine(sources, RefreshPolicy(), clock, rng=random.Random(1))
     one, two = await engine.get("one"), await engine.get("two")
     ISSUED.update((one.secret_access_key, one.session_token, two.secret_access_key, two.session_token))
     assert one.access_key_id != two.access_key_id

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from imds_proxy import channel, config
-from imds_proxy.clients import ClientMap
-from imds_proxy.config import Listener
+from imds_proxy import config
+from imds_proxy.config import container as channel
+from imds_proxy.config.clients import ClientMap
+from imds_proxy.config.listeners import Listener
 from imds_proxy.errors import ConfigError
 
 from container_support import TOKEN, two_roles
@@ -56,14 +57,15 @@ def test_token_and_token_file_together_are_refused() -> None:
     assert e.key == "container_token" and "only one" in e.fix
 
 
-def test_environment_sets_the_token_file() -> None:
-    cfg = config.load({"role_arn": ROLE_ARN}, {"IMDS_PROXY_CONTAINER_TOKEN_FILE": "/run/token"})
-    assert cfg.container.token_file == Path("/run/token")
+def test_environment_sets_the_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    cfg = config.load({"role_arn": ROLE_ARN}, {"IMDS_PROXY_CONTAINER_TOKEN_FILE": str(path)})
+    assert cfg.container.token_file == path and cfg.container.token == path.read_text()
 
 
 def test_missing_token_file_is_generated_without_newline_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "token"
-    cfg = channel.resolve(build(container_token_file=str(path)))
+    cfg = build(container_token_file=str(path))
     data = path.read_bytes()
     assert cfg.container.token == data.decode()
     assert not data.endswith((b"\n", b"\r")) and len(data) >= 32
@@ -73,13 +75,14 @@ def test_missing_token_file_is_generated_without_newline_owner_only(tmp_path: Pa
 def test_existing_token_file_is_used_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text(TOKEN)
-    cfg = channel.resolve(build(container_token_file=str(path)))
+    cfg = build(container_token_file=str(path))
     assert cfg.container.token == TOKEN and path.read_text() == TOKEN
 
 
 def test_two_starts_share_the_generated_token(tmp_path: Path) -> None:
-    cfg = build(container_token_file=str(tmp_path / "token"))
-    assert channel.resolve(cfg).container.token == channel.resolve(cfg).container.token
+    path = str(tmp_path / "token")
+    first, second = build(container_token_file=path), build(container_token_file=path)
+    assert first.container.token == second.container.token
 
 
 @pytest.mark.parametrize("ending", ["\n", "\r\n"])
@@ -87,7 +90,7 @@ def test_token_file_with_a_line_break_is_refused_saying_why(tmp_path: Path, endi
     path = tmp_path / "token"
     path.write_text(TOKEN + ending)
     with pytest.raises(ConfigError) as e:
-        channel.resolve(build(container_token_file=str(path)))
+        build(container_token_file=str(path))
     assert e.value.key == "container_token_file"
     assert "line break" in str(e.value) and "printf %s" in str(e.value)
     assert TOKEN not in str(e.value)
@@ -95,7 +98,7 @@ def test_token_file_with_a_line_break_is_refused_saying_why(tmp_path: Path, endi
 
 def test_token_file_in_a_missing_directory_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
-        channel.resolve(build(container_token_file=str(tmp_path / "nope" / "token")))
+        build(container_token_file=str(tmp_path / "nope" / "token"))
     assert "cannot be created" in str(e.value)
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from imds_proxy import config
-from imds_proxy.config import Listener, default_session_name, load, parse_listener
+from imds_proxy.config import load
+from imds_proxy.config.listeners import Listener, parse_listener
+from imds_proxy.config.roles import SESSION_NAME_RE, default_session_name
 from imds_proxy.errors import ConfigError
 
 from fakes import ROLE_ARN
@@ -23,9 +25,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults() -> None:
     cfg = config.build({"role_arn": ROLE_ARN})
-    assert cfg.listeners == (Listener("127.0.0.1", 8169),)
+    assert cfg.listeners == (Listener("127.0.0.1", 8169, "test-role"),)
     assert cfg.role.duration == 3600
-    assert cfg.refresh.refresh_ahead == timedelta(minutes=30)
+    assert cfg.refresh_ahead == timedelta(minutes=30)
     assert cfg.imdsv1 is False
     assert cfg.identity.region == "us-east-1" and cfg.identity.availability_zone == "us-east-1a"
     assert cfg.identity.account_id == "123456789012"
@@ -51,7 +53,7 @@ def test_cli_beats_environment_beats_file_beats_defaults(tmp_path: Path) -> None
 def test_config_file_from_environment(tmp_path: Path) -> None:
     file = write(tmp_path, f'role_arn = "{ROLE_ARN}"\nlisten = ["127.0.0.1:9000", "[::1]:9000"]\n')
     cfg = load({}, {"IMDS_PROXY_CONFIG": str(file)})
-    assert cfg.listeners == (Listener("127.0.0.1", 9000), Listener("::1", 9000))
+    assert cfg.listeners == (Listener("127.0.0.1", 9000, "test-role"), Listener("::1", 9000, "test-role"))
 
 
 def test_listen_from_environment_is_comma_separated() -> None:
@@ -113,7 +115,7 @@ def test_bad_values_name_the_key_and_the_fix(values: dict[str, str], key: str) -
 
 def test_refresh_ahead_defaults_to_half_a_short_session() -> None:
     cfg = config.build({"role_arn": ROLE_ARN, "duration": 900})
-    assert cfg.refresh.refresh_ahead == timedelta(seconds=450)
+    assert cfg.refresh_ahead == timedelta(seconds=450)
 
 
 def test_unknown_file_key_is_refused(tmp_path: Path) -> None:
@@ -152,7 +154,7 @@ def test_wrong_type_in_file_is_refused(tmp_path: Path) -> None:
 def test_default_session_name_fits_sts_pattern(host: str, expected: str) -> None:
     name = default_session_name(host)
     assert name == expected
-    assert config.SESSION_NAME_RE.fullmatch(name)
+    assert SESSION_NAME_RE.fullmatch(name)
 
 
 def test_role_tables_inherit_top_level_role_keys(tmp_path: Path) -> None:
@@ -169,7 +171,7 @@ def test_role_tables_inherit_top_level_role_keys(tmp_path: Path) -> None:
     assert cfg.roles["dev"].region == "eu-west-1" and cfg.roles["dev"].duration == 1800
     assert cfg.roles["prod"].external_id == "prod-42" and cfg.roles["prod"].duration == 900
     assert [cfg.listener_role(listener) for listener in cfg.listeners] == ["dev", "prod"]
-    assert cfg.refresh.refresh_ahead == timedelta(seconds=450)  # half the shortest session
+    assert cfg.refresh_ahead == timedelta(seconds=450)  # half the shortest session
     assert cfg.role is cfg.roles["dev"]  # the first is the default
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from imds_proxy import cli, shellenv
+from imds_proxy import cli
 from imds_proxy.errors import AssumeRoleDenied
+from imds_proxy.runtime import shellenv
 
 from container_support import TOKEN, ServerFactory, now_clock, serve, two_roles
 from fakes import ROLE_ARN

@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 
-from imds_proxy import config, control_socket
-from imds_proxy.cli_control import render_roles
-from imds_proxy.control_socket import ControlServer
-from imds_proxy.controller import Controller
+from imds_proxy import config
+from imds_proxy.aws.sts import AssumeRoleSource
+from imds_proxy.cli.control import render_roles
+from imds_proxy.engine.mfa import MfaSession
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.errors import ControlError, CredentialsUnavailable
-from imds_proxy.mfa import MfaSession
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import AssumeRoleSource
+from imds_proxy.runtime import control_socket
+from imds_proxy.runtime.control_socket import ControlServer
+from imds_proxy.runtime.controller import Controller
 
 from fakes import ROLE_ARN, FakeClock, FakeSource, FakeSts
 
@@ -59,7 +61,7 @@ class Daemon:
             )
             for name, spec in self.cfg.roles.items()
         }
-        self.engine = CredentialEngine(sources, self.cfg.refresh, clock, rng=random.Random(1))
+        self.engine = CredentialEngine(sources, RefreshPolicy.of(self.cfg), clock, rng=random.Random(1))
         mfa = {"admin": self.session, "audit": self.session}
         self.controller = Controller(self.cfg, self.engine, mfa, clock)
         self.path = tmp / "run" / "imds-proxy" / "control.sock"
@@ -173,7 +175,7 @@ def test_roles_takes_the_source_from_the_source_not_from_the_config(clock: FakeC
     # As the sandbox does: its client factory signs with a scenario's keys, whatever the role's keys say.
     cfg = config.build({"role_arn": ROLE_ARN})
     [name] = cfg.roles
-    engine = CredentialEngine({name: FakeSource(clock)}, cfg.refresh, clock)
+    engine = CredentialEngine({name: FakeSource(clock)}, RefreshPolicy.of(cfg), clock)
     [role] = Controller(cfg, engine, {}, clock).roles()
     assert role["source"] == "a fake source"
 

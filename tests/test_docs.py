@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from imds_proxy import channel, config, scenario_file
+from imds_proxy import config
+from imds_proxy.config import container as channel
+from imds_proxy.sandbox.scenarios import file as scenario_file
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", ROOT / "docs" / "sidecars.md"]
@@ -27,13 +29,15 @@ def blocks(language: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("where", "body"), blocks("toml"), ids=[w for w, _ in blocks("toml")])
-def test_toml_examples_are_valid_configs(where: str, body: str) -> None:
+def test_toml_examples_are_valid_configs(where: str, body: str, tmp_path: Path) -> None:
     values = tomllib.loads(body)
     if "description" in values:  # a sandbox scenario file
         scenario_file.parse(body, where, "example")
         return
     if "role_arn" not in values and "roles" not in values:
         values["role_arn"] = "arn:aws:iam::123456789012:role/app"  # a fragment about other keys
+    if "container_token_file" in values:  # load() reads it (or creates it): not in /run here
+        values["container_token_file"] = str(tmp_path / "token")
 
     def profile(name: str) -> dict[str, str]:  # a ~/.aws/config with every profile named
         return {"role_arn": f"arn:aws:iam::123456789012:role/{name}", "source_profile": "base"}

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from imds_proxy.app import create_app
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.errors import AssumeRoleDenied
-from imds_proxy.refresh import CredentialEngine
+from imds_proxy.server.app import create_app
 
 from conftest import make_config
 from fakes import FakeClock, FakeSource
@@ -86,8 +87,8 @@ async def test_go_sdk_v2_reports_an_unusable_role_as_code_and_message(
     source = FakeSource(clock)
     source.fail_with = AssumeRoleDenied("the trust policy of the role does not trust ec2.amazonaws.com")
     cfg = make_config()
-    engine = CredentialEngine({cfg.role.name: source}, cfg.refresh, clock)
-    server = await aiohttp_server(create_app(cfg, engine, clock=clock, background_refresh=False))
+    engine = CredentialEngine({cfg.role.name: source}, RefreshPolicy.of(cfg), clock)
+    server = await aiohttp_server(create_app(cfg, engine, clock=clock))
     env = subprocess_env(sdk_home, str(server.make_url("/")), v1_disabled=True)
     result = await run([go_resolve], env)
     assert result.returncode == 2, result.stdout

@@ -9,8 +9,8 @@ from datetime import datetime
 
 import pytest
 
+from imds_proxy.engine.tokens import GRACE_SECONDS
 from imds_proxy.errors import AssumeRoleDenied
-from imds_proxy.tokens import GRACE_SECONDS
 
 from conftest import ROLE, TOKEN, TTL, AppFactory, get_credentials, get_token
 from fakes import FakeClock, FakeSource

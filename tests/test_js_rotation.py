@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from imds_proxy import config, served_lifetime
-from imds_proxy.app import create_app
-from imds_proxy.credentials import utc_now
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import AssumeRoleSource
+from imds_proxy import config
+from imds_proxy.aws.sts import AssumeRoleSource
+from imds_proxy.engine import served_lifetime
+from imds_proxy.engine.credentials import utc_now
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.server.app import create_app
 
 from fakes import FakeClock
 from sdk_support import JS_DIR, require_js, subprocess_env
@@ -32,13 +34,13 @@ async def test_js_provider_resolving_repeatedly_picks_up_the_rotated_key(
     node = require_js()
     clock = FakeClock(utc_now().replace(microsecond=0))  # our clock starts at node's
     cfg = config.build({"role_arn": local_aws.role_arn, "listen": ["127.0.0.1:0"], "region": "us-east-1"})
-    policy = served_lifetime.policy_for(cfg.refresh, LIFETIME)
+    policy = served_lifetime.policy_for(RefreshPolicy.of(cfg), LIFETIME)
     sts = await asyncio.to_thread(local_aws.client, "sts")
     source = served_lifetime.ServedLifetime(
         AssumeRoleSource(cfg.role, clock, lambda _spec: sts), LIFETIME, clock
     )
     engine = CredentialEngine({cfg.role.name: source}, policy, clock)
-    server = await aiohttp_server(create_app(cfg, engine, clock=clock, background_refresh=False))
+    server = await aiohttp_server(create_app(cfg, engine, clock=clock))
     env = subprocess_env(tmp_path, str(server.make_url("/")), v1_disabled=True, AWS_REGION="us-east-1")
     proc = await asyncio.create_subprocess_exec(
         node,

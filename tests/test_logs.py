@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imds_proxy import logs
+from imds_proxy.runtime import logs
 
 
 @pytest.fixture

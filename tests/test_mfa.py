@@ -16,22 +16,25 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from imds_proxy import config
-from imds_proxy.app import create_app
+from imds_proxy.aws.sts import AssumeRoleSource
+from imds_proxy.config.roles import RoleSpec
+from imds_proxy.engine.mfa import MfaSession, run_process
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.errors import CredentialsUnavailable, MfaRequired, SourceError
-from imds_proxy.mfa import MfaSession, MfaWatcher, command_notifier, run_process
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import AssumeRoleSource
-from imds_proxy.tokens import TokenIssuer
+from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier
+from imds_proxy.server.app import create_app
 
 from conftest import ROLE, TOKEN, TTL, AppFactory
 from fakes import FakeClock, FakeSource, FakeSts
 
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
 ROLE_ARN = "arn:aws:iam::123456789012:role/admin"
-POLICY = config.RefreshPolicy()
+POLICY = RefreshPolicy()
 
 
-def spec(**values: object) -> config.RoleSpec:
+def spec(**values: object) -> RoleSpec:
     return config.build({"role_arn": ROLE_ARN, "mfa_serial": SERIAL, **values}).role
 
 
@@ -243,14 +246,14 @@ async def test_the_session_end_is_warned_about_then_answers_with_the_error_docum
     sts = FakeSts(clock)
     source, session = mfa_source(clock, sts, mfa_duration=7200)
     cfg = config.build({"role_arn": ROLE_ARN, "listen": ["127.0.0.1:0"]})
-    engine = CredentialEngine({"admin": source}, cfg.refresh, clock, rng=random.Random(1))
+    engine = CredentialEngine({"admin": source}, RefreshPolicy.of(cfg), clock, rng=random.Random(1))
     notes: list[str] = []
 
     async def notify(message: str) -> None:
         notes.append(message)
 
     watcher = MfaWatcher([session], clock, notify)
-    app = create_app(cfg, engine, clock=clock, tokens=TokenIssuer(clock.seconds), background_refresh=False)
+    app = create_app(cfg, engine, clock=clock, tokens=TokenIssuer(clock.seconds))
     client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
 
     async def served() -> dict[str, str]:

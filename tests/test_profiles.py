@@ -16,13 +16,14 @@ import boto3
 import pytest
 from aiohttp.test_utils import TestClient
 
-from imds_proxy import config, profiles
-from imds_proxy.app import create_app
-from imds_proxy.credentials import Credentials
+from imds_proxy import config
+from imds_proxy.aws import profiles
+from imds_proxy.aws.sts import AssumeRoleSource, build_sources, default_client
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.errors import ConfigError
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.sts import AssumeRoleSource, build_sources, default_client
-from imds_proxy.tokens import TokenIssuer
+from imds_proxy.server.app import create_app
 
 from conftest import StsRequests, get_credentials
 from fakes import ISSUED, FakeClock
@@ -75,14 +76,9 @@ AppClient = Callable[..., Awaitable[TestClient]]
 async def serve_and_fetch(cfg: config.Config, aiohttp_client: AppClient, role: str) -> dict[str, Any]:
     """Our engine and IMDS app for cfg (real STS sources); the credential document it serves."""
     clock = FakeClock()
-    engine: CredentialEngine
-
-    async def role_credentials(name: str) -> Credentials:
-        return await engine.get(name)
-
-    sources, _ = build_sources(cfg, clock, default_client, role_credentials)
-    engine = CredentialEngine(sources, cfg.refresh, clock, rng=random.Random(1))
-    app = create_app(cfg, engine, clock=clock, tokens=TokenIssuer(clock.seconds), background_refresh=False)
+    sources, _ = build_sources(cfg, clock, default_client)
+    engine = CredentialEngine(sources, RefreshPolicy.of(cfg), clock, rng=random.Random(1))
+    app = create_app(cfg, engine, clock=clock, tokens=TokenIssuer(clock.seconds))
     return await get_credentials(await aiohttp_client(app), role)
 
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from imds_proxy.config import RefreshPolicy
+from imds_proxy.engine.policy import RefreshPolicy, backoff_delay, refresh_at, serve_floor
+from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.errors import AssumeRoleDenied, CredentialsUnavailable, SourceError
-from imds_proxy.refresh import CredentialEngine, backoff_delay, refresh_at, serve_floor
 
 from conftest import ROLE
 from fakes import FakeClock, FakeSource

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from imds_proxy import config
+from imds_proxy.config.role_params import expand_session_name
+from imds_proxy.config.roles import SESSION_NAME_RE, RoleSpec
 from imds_proxy.errors import ConfigError
-from imds_proxy.role_params import expand_session_name
 
 from fakes import ROLE_ARN
 
@@ -22,7 +23,7 @@ POLICY = {
 }
 
 
-def role(**values: Any) -> config.RoleSpec:
+def role(**values: Any) -> RoleSpec:
     return config.build({"role_arn": ROLE_ARN, **values}).role
 
 
@@ -137,7 +138,7 @@ def test_session_name_template_fills_user_and_host() -> None:
 def test_session_name_template_is_expanded_in_the_config() -> None:
     spec = role(role_session_name="ci-{host}")
     assert spec.session_name.startswith("ci-") and "{" not in spec.session_name
-    assert config.SESSION_NAME_RE.fullmatch(spec.session_name)
+    assert SESSION_NAME_RE.fullmatch(spec.session_name)
 
 
 def test_list_keys_come_comma_separated_from_the_environment() -> None:

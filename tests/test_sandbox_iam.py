@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from imds_proxy.sandbox_iam import ALLOW, DENY, NEUTRAL, conditions_hold, identity_decision, trust_decision
+from imds_proxy.sandbox.iam import ALLOW, DENY, NEUTRAL, conditions_hold, identity_decision, trust_decision
 
 BOB = "arn:aws:iam::111122223333:user/Bob"
 ROLE = "arn:aws:iam::444455556666:role/foo"

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from imds_proxy import scenario_file, scenarios
 from imds_proxy.errors import ConfigError, ScenarioError
-from imds_proxy.scenario_file import parse
+from imds_proxy.sandbox.scenarios import file as scenario_file
+from imds_proxy.sandbox.scenarios import model as scenarios
+from imds_proxy.sandbox.scenarios.file import parse
 
 TRUST_EC2 = (
     '{"Statement": {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, '

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from imds_proxy.config import RefreshPolicy
-from imds_proxy.refresh import CredentialEngine
-from imds_proxy.served_lifetime import ServedLifetime, policy_for, rotation_period
+from imds_proxy.engine.policy import RefreshPolicy
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.engine.served_lifetime import ServedLifetime, policy_for, rotation_period
 
 from conftest import ROLE
 from fakes import FakeClock, FakeSource

@@ -8,7 +8,7 @@ import botocore.exceptions as bce
 import pytest
 
 from imds_proxy import config, errors
-from imds_proxy.sts import AssumeRoleSource, classify
+from imds_proxy.aws.sts import AssumeRoleSource, classify
 
 from fakes import FakeClock
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from imds_proxy.tokens import GRACE_SECONDS, TokenIssuer, parse_ttl
+from imds_proxy.engine.tokens import GRACE_SECONDS, TokenIssuer, parse_ttl
 
 from fakes import FakeClock
 

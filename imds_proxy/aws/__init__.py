@@ -1,0 +1,2 @@
+"""Everything that imports boto3/botocore: sts/ (AssumeRole sources, clients, error mapping,
+parameters), profiles (~/.aws/config)."""

@@ -1,0 +1,61 @@
+"""boto3 STS clients: the one on a role's source credentials, and one like it signing with other
+keys (an MFA session's, or the role a chained role is assumed from)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.exceptions as bce
+from botocore import UNSIGNED
+from botocore.config import Config as BotoConfig
+
+from imds_proxy.aws import profiles
+from imds_proxy.config.roles import DEFAULT_REGION, RoleSpec
+from imds_proxy.errors import SourceCredentialsMissing
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient as STSClient  # re-exported for the other sts modules
+else:
+    STSClient = Any
+
+#: STS answers in well under a second; a stuck connection must not hold a refresh forever.
+#: botocore's own retries cover throttling and transient errors (standard mode, 3 attempts).
+_BOTO_CONFIG = BotoConfig(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+#: AssumeRoleWithWebIdentity is not signed: the token is the proof.
+_UNSIGNED_CONFIG = _BOTO_CONFIG.merge(BotoConfig(signature_version=UNSIGNED))
+
+ClientFactory = Callable[[RoleSpec], STSClient]
+#: A client like the first (same endpoint, region) signing with the keys given.
+KeyedClientFactory = Callable[[STSClient, str, str, str], STSClient]
+
+
+def default_client(spec: RoleSpec) -> STSClient:
+    """An STS client on the role's source credentials (profiles.sts_session). Regional
+    endpoint when a region is set (protocol.md §6)."""
+    try:
+        session = boto3.Session(botocore_session=profiles.sts_session(spec))
+        region = spec.region or session.region_name or DEFAULT_REGION
+    except bce.ProfileNotFound:
+        raise SourceCredentialsMissing(
+            f"source profile {spec.source_profile!r} is not in the AWS config files; "
+            "check --source-profile or AWS_CONFIG_FILE"
+        ) from None
+    config = _UNSIGNED_CONFIG if spec.web_identity_token_file else _BOTO_CONFIG
+    return session.client("sts", region_name=region, endpoint_url=spec.sts_endpoint_url, config=config)
+
+
+def client_like(base: STSClient, access_key_id: str, secret: str, token: str) -> STSClient:
+    """A client to the same STS endpoint and region as `base`, signing with the keys given
+    (an MFA session's, or the keys of the role a chained role is assumed from)."""
+    session = boto3.Session(botocore_session=profiles.explicit_session())
+    return session.client(
+        "sts",
+        region_name=base.meta.region_name,
+        endpoint_url=base.meta.endpoint_url,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
+        config=_BOTO_CONFIG,
+    )

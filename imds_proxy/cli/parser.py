@@ -1,0 +1,219 @@
+"""Command line: the parser and main(), which runs a sub-command and turns its errors into one
+line and an exit code. Each sub-command's body is in cli/<command>.py (mfa and roles: control),
+imported only when that command runs: `healthcheck` and `env` load neither boto3 nor aiohttp."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from imds_proxy import __version__, config
+from imds_proxy.cli.common import EXIT_CONFIG, EXIT_FAILURE
+from imds_proxy.errors import ConfigError, ImdsProxyError
+from imds_proxy.runtime import shellenv
+from imds_proxy.sandbox.scenarios.file import DEFAULT_SCENARIO
+
+#: CLI option → config key, for options shared by serve and sandbox.
+_COMMON = {
+    "--listen": ("listen", "HOST:PORT to serve IMDS on; repeatable (default 127.0.0.1:8169)"),
+    "--role-session-name": ("role_session_name", "RoleSessionName (default imds-proxy-<host>)"),
+    "--duration": ("duration", "session duration in seconds, 900-43200 (default 3600)"),
+    "--refresh-ahead": (
+        "refresh_ahead",
+        "served credentials keep at least this many seconds (default 1800, at most half the duration)",
+    ),
+    "--imdsv1": ("imdsv1", "enabled|disabled: serve GETs without a token (default disabled)"),
+    "--instance-id": ("instance_id", "instance id to report (default derived from host and role)"),
+    "--availability-zone": ("availability_zone", "AZ to report: the region plus one letter"),
+    "--instance-type": ("instance_type", "instance type to report (default t3.micro)"),
+    "--log-format": ("log_format", "text|json (default text)"),
+    "--log-level": ("log_level", "debug|info|warning|error (default info)"),
+}
+_SERVE = {
+    "--role-arn": ("role_arn", "the role to assume and serve"),
+    "--external-id": ("external_id", "ExternalId for AssumeRole"),
+    "--region": ("region", "STS region (regional endpoint) and the region IMDS reports"),
+    "--source-profile": (
+        "source_profile",
+        "~/.aws/config profile our own credentials for STS come from (default: boto3's chain)",
+    ),
+    "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
+}
+#: The container channel. The token itself has no option: command lines are visible to
+#: every user (ps); it comes from the config file, IMDS_PROXY_CONTAINER_TOKEN or a file.
+_CONTAINER = {
+    "--container-token-file": (
+        "container_token_file",
+        "serve container credentials at /v1/credentials[/ROLE], authorized by the token in this "
+        "file (generated if the file does not exist)",
+    ),
+    "--client": (
+        "clients",
+        "NETWORK=ROLE: clients from NETWORK get only ROLE; repeatable (needs the container endpoint)",
+    ),
+}
+#: Roles from ~/.aws/config, the full AssumeRole surface, web identity and MFA.
+_ROLE_OPTIONS = {
+    "--profile": ("profile", "take the role and its source from this ~/.aws/config profile"),
+    "--credential-source": ("credential_source", "Environment|Ec2InstanceMetadata|EcsContainer"),
+    "--web-identity-token-file": (
+        "web_identity_token_file",
+        "assume the role with this OIDC token (re-read at every refresh)",
+    ),
+    "--policy": ("policy", "session policy (JSON)"),
+    "--policy-file": ("policy_file", "file holding the session policy"),
+    "--policy-arn": ("policy_arns", "managed session policy ARN; repeatable"),
+    "--tag": ("tags", "session tag KEY=VALUE; repeatable"),
+    "--transitive-tag-key": ("transitive_tag_keys", "tag key that survives role chaining; repeatable"),
+    "--source-identity": ("source_identity", "SourceIdentity for AssumeRole"),
+    "--mfa-serial": ("mfa_serial", "MFA device ARN; codes come from `imds-proxy mfa` or --mfa-process"),
+    "--mfa-process": ("mfa_process", "command that prints an MFA code (e.g. a password manager)"),
+    "--mfa-duration": ("mfa_duration", "MFA session length in seconds, 900-129600 (default 43200)"),
+    "--mfa-warn-ahead": ("mfa_warn_ahead", "warn this many seconds before an MFA session ends (1800)"),
+    "--notify-command": ("notify_command", "command run with a message when an MFA session is ending"),
+    "--control-socket": ("control_socket", "control socket path (default $XDG_RUNTIME_DIR/imds-proxy/)"),
+}
+
+
+def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
+    for flag, (key, help_text) in options.items():
+        action = "append" if key in config.LIST_KEYS else "store"
+        parser.add_argument(flag, dest=key, action=action, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imds-proxy",
+        description="Serve an IAM role's credentials to unmodified AWS SDKs over IMDSv2.",
+    )
+    parser.add_argument("--version", action="version", version=f"imds-proxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="assume a role through STS and serve it over IMDSv2")
+    serve.add_argument("--config", type=Path, help="TOML config file (same keys as the options)")
+    _add(serve, _SERVE)
+    _add(serve, _ROLE_OPTIONS)
+    _add(serve, _COMMON)
+    _add(serve, _CONTAINER)
+    serve.set_defaults(func="serve:cmd_serve")
+
+    mfa_cmd = sub.add_parser("mfa", help="give the running daemon an MFA code (prompts for it)")
+    mfa_cmd.add_argument("--role", help="the role that needs the code (default: the only MFA role)")
+    roles_cmd = sub.add_parser("roles", help="list the running daemon's roles, credentials and errors")
+    roles_cmd.add_argument("--json", action="store_true", help="print JSON")
+    for cmd in (mfa_cmd, roles_cmd):
+        cmd.add_argument("--control-socket", type=Path, help="the daemon's control socket")
+        cmd.add_argument("--config", type=Path, help="the daemon's config file (for its control_socket)")
+    mfa_cmd.set_defaults(func="control:cmd_mfa")
+    roles_cmd.set_defaults(func="control:cmd_roles")
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run a local AWS (moto, IAM enforced) built from a scenario and serve its role",
+        description="Run a local AWS (moto) built from a scenario, with IAM enforced, and serve the "
+        "scenario's role over IMDSv2. Prints export lines on standard output.",
+    )
+    sandbox.add_argument(
+        "--scenario",
+        default=DEFAULT_SCENARIO,
+        metavar="NAME|FILE",
+        help="a built-in scenario (see --list-scenarios; default photos) or a scenario .toml file",
+    )
+    sandbox.add_argument("--variant", help="a variant of the scenario (see --list-scenarios)")
+    sandbox.add_argument("--list-scenarios", action="store_true", help="list the built-in scenarios and exit")
+    sandbox.add_argument(
+        "--served-lifetime",
+        type=int,
+        metavar="SECONDS",
+        help="cap the Expiration served to this many seconds after issue, and rotate to new keys "
+        "on that cadence (to watch SDKs near expiry)",
+    )
+    sandbox.add_argument(
+        "--aws-port", type=int, default=0, help="port of the local AWS (default: a free one)"
+    )
+    _add(sandbox, _COMMON)
+    sandbox.set_defaults(func="sandbox:cmd_sandbox")
+
+    run = sub.add_parser(
+        "exec",
+        help="run a command with the role's credentials (private container endpoint)",
+        usage="imds-proxy exec [OPTIONS] -- COMMAND [ARGS...]",
+        description="Run COMMAND with a role's credentials, served on a private loopback port with a fresh "
+        "token (AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN); inherited "
+        "AWS keys and profiles are removed so they cannot win. Exits with COMMAND's exit code.",
+    )
+    run.add_argument("--config", type=Path, help="TOML config file (same keys as serve's options)")
+    run.add_argument("--role", help="the configured role to use (default: the first)")
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use a local AWS (moto) and its role; the command's AWS calls go there too",
+    )
+    run.add_argument("--aws-port", type=int, default=0, help="with --sandbox: port of the local AWS")
+    run.add_argument(
+        "--scenario",
+        default=DEFAULT_SCENARIO,
+        metavar="NAME|FILE",
+        help="with --sandbox: the scenario to build (default photos; see sandbox --list-scenarios)",
+    )
+    run.add_argument("--variant", help="with --sandbox: a variant of the scenario")
+    _add(run, _SERVE)
+    _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+    run.set_defaults(func="exec:cmd_exec")
+
+    env = sub.add_parser(
+        "env",
+        help="print the shell lines that point SDKs at a running daemon",
+        description="Print what a shell needs to use the daemon the config describes: "
+        'eval "$(imds-proxy env)" (sh), imds-proxy env --shell fish | source, '
+        "imds-proxy env --shell powershell | Invoke-Expression. Never prints a secret: with "
+        "--container it points at the token file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).",
+    )
+    env.add_argument("--config", type=Path, help="TOML config file (default: $IMDS_PROXY_CONFIG)")
+    env.add_argument("--shell", choices=shellenv.SHELLS, default="sh", help="syntax to print (default sh)")
+    env.add_argument("--container", action="store_true", help="use the container endpoint instead of IMDS")
+    env.add_argument("--role", help="the configured role to use (default: the first listener's)")
+    env.set_defaults(func="env:cmd_env")
+
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the running daemon serves valid credentials on every listener",
+        description="Ask each listener, over IMDSv2, for its role's credentials; exit 0 when all are "
+        "valid, 1 otherwise. For Docker's HEALTHCHECK and Kubernetes probes.",
+    )
+    health.add_argument("--config", type=Path, help="TOML config file (default: $IMDS_PROXY_CONFIG)")
+    health.add_argument("--listen", help="probe this HOST:PORT instead of the configured listeners")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds per request (default 3)")
+    health.set_defaults(func="healthcheck:cmd_healthcheck")
+    return parser
+
+
+def _command(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    """The sub-command's function, from its module (imported now, not before)."""
+    target = str(args.func)
+    if target == "exec:cmd_exec" and args.sandbox:
+        target = "sandbox:cmd_exec_sandbox"
+    module, _, name = target.partition(":")
+    function: Callable[[argparse.Namespace], int] = getattr(
+        importlib.import_module(f"imds_proxy.cli.{module}"), name
+    )
+    return function
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = _command(args)(args)
+    except ConfigError as e:
+        print(f"imds-proxy: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ImdsProxyError as e:
+        print(f"imds-proxy: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code

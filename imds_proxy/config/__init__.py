@@ -1,0 +1,200 @@
+"""The frozen Config and its parts: roles, role parameters, listeners, identity, container
+settings (token, URLs), client map, typed values, ARNs; load() with its precedence, resolved once.
+
+Config and its precedence (CLI > environment > file > ~/.aws/config profile > defaults) live
+here; each part has a module of its own. What load() returns is complete: the container token is
+read, every listener knows its role, channels and clients; nothing downstream re-validates it."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from imds_proxy.config.clients import ClientMap, build_clients
+from imds_proxy.config.container import ContainerSettings, build_container
+from imds_proxy.config.identity import Identity, build_identity
+from imds_proxy.config.listeners import DEFAULT_LISTEN, Channel, Listener, build_listeners
+from imds_proxy.config.roles import ROLE_KEYS, ProfileReader, RoleSpec, build_roles
+from imds_proxy.config.values import choice, text, whole_number
+from imds_proxy.errors import ConfigError
+
+ENV_PREFIX = "IMDS_PROXY_"
+#: botocore extends credentials with under 15 min + 2–10 min jitter left (protocol.md §4.1);
+#: serving at least 30 min keeps every SDK on its normal refresh path.
+DEFAULT_REFRESH_AHEAD = 1800
+#: Warn this long before an MFA session that needs a human code ends.
+DEFAULT_MFA_WARN_AHEAD = 1800
+
+#: Keys that hold lists (repeatable options; comma-separated in the environment).
+LIST_KEYS = ("listen", "clients", "policy_arns", "tags", "transitive_tag_keys")
+#: Every key the config file, the environment and the command line understand.
+KEYS = (
+    "listen",
+    *ROLE_KEYS,
+    "imdsv1",
+    "refresh_ahead",
+    "instance_id",
+    "availability_zone",
+    "instance_type",
+    "log_format",
+    "log_level",
+    "container_token",
+    "container_token_file",
+    "clients",
+    "control_socket",
+    "mfa_warn_ahead",
+    "notify_command",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    listeners: tuple[Listener, ...]
+    #: Roles by name, the default role first.
+    roles: Mapping[str, RoleSpec]
+    #: Every credential served has at least this long left while STS answers (the engine's
+    #: RefreshPolicy.refresh_ahead).
+    refresh_ahead: timedelta
+    identity: Identity
+    imdsv1: bool = False
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    container: ContainerSettings = field(default_factory=ContainerSettings)
+    clients: ClientMap = field(default_factory=ClientMap)
+    #: The control socket (`imds-proxy mfa`, `imds-proxy roles`); None: the default path.
+    control_socket: Path | None = None
+    mfa_warn_ahead: timedelta = timedelta(seconds=DEFAULT_MFA_WARN_AHEAD)
+    #: Run with a message appended when an MFA session is about to end (e.g. notify-send).
+    notify_command: tuple[str, ...] | None = None
+
+    @property
+    def role(self) -> RoleSpec:
+        """The default role: the one IMDS listeners without `=ROLE` serve."""
+        return next(iter(self.roles.values()))
+
+    def listener_role(self, listener: Listener) -> str:
+        """The role a listener serves (a listener parsed elsewhere may name none)."""
+        return listener.role or next(iter(self.roles))
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The TOML config file as a flat mapping of known keys."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config", f"{path} does not exist", "check the --config path") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path} is not valid TOML ({e})", "fix the file") from None
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {path} ({e.strerror})", "check its permissions") from None
+    unknown = sorted(set(data) - set(KEYS) - {"roles"})
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key in {path}", f"use one of: {', '.join(KEYS)}")
+    return data
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """`IMDS_PROXY_<KEY>` variables; list keys (LISTEN, CLIENTS, TAGS, ...) take comma-separated lists."""
+    out: dict[str, Any] = {}
+    for key in KEYS:
+        raw = env.get(ENV_PREFIX + key.upper())
+        if raw is None or raw == "":
+            continue
+        out[key] = [p.strip() for p in raw.split(",") if p.strip()] if key in LIST_KEYS else raw
+    return out
+
+
+def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win; None means "not given"."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    return merged
+
+
+def load(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    config_file: Path | None = None,
+    profiles: ProfileReader | None = None,
+) -> Config:
+    """Build the Config: CLI > environment (`IMDS_PROXY_*`) > file > ~/.aws/config profile > defaults."""
+    env_values = read_env(env)
+    file_path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
+    file_values = read_file(file_path) if file_path else {}
+    return build(merge(file_values, env_values, cli), profiles)
+
+
+def build(values: Mapping[str, Any], profiles: ProfileReader | None = None) -> Config:
+    """Validate merged raw values into a Config. Raises ConfigError naming the key and the fix.
+    `profiles` reads ~/.aws/config profiles for roles that name one."""
+    unknown = sorted(set(values) - set(KEYS) - {"roles"})
+    if unknown:
+        raise ConfigError(unknown[0], "is not a configuration key", f"use one of: {', '.join(KEYS)}, roles")
+    roles = build_roles(values, profiles)
+    role = next(iter(roles.values()))
+    duration = min(r.duration for r in roles.values())
+
+    half = duration // 2
+    if "refresh_ahead" in values:
+        ahead = whole_number(values, "refresh_ahead", DEFAULT_REFRESH_AHEAD, 60, half, "seconds")
+    else:
+        ahead = min(DEFAULT_REFRESH_AHEAD, half)
+
+    identity = build_identity(values, role)
+    clients = build_clients(values.get("clients"), roles)
+    container = build_container(values)
+    if clients.configured and not container.enabled:
+        raise ConfigError(
+            "clients",
+            "maps clients to roles, but the container endpoint is off",
+            "set container_token_file (or container_token) as well",
+        )
+    channels: tuple[Channel, ...] = ("imds", "container") if container.enabled else ("imds",)
+    listeners = tuple(
+        dataclasses.replace(listener, role=listener.role or role.name, channels=channels, clients=clients)
+        for listener in build_listeners(values.get("listen", [DEFAULT_LISTEN]), roles)
+    )
+
+    log_format = choice(values, "log_format", "text", ("text", "json"))
+    log_level = choice(values, "log_level", "info", ("debug", "info", "warning", "error")).upper()
+    imdsv1 = choice(values, "imdsv1", "disabled", ("enabled", "disabled")) == "enabled"
+
+    return Config(
+        listeners=listeners,
+        roles=MappingProxyType(roles),
+        refresh_ahead=timedelta(seconds=ahead),
+        identity=identity,
+        imdsv1=imdsv1,
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=log_level,
+        container=container,
+        clients=clients,
+        **_mfa_and_control(values),
+    )
+
+
+def _mfa_and_control(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The daemon-wide keys of the control socket and the MFA warning."""
+    socket_path = text(values, "control_socket")
+    notify = text(values, "notify_command")
+    try:
+        notify_argv = tuple(shlex.split(notify)) if notify else None
+    except ValueError:
+        notify_argv = ()
+    if notify_argv == ():
+        raise ConfigError("notify_command", "is not a command", 'write e.g. notify_command = "notify-send"')
+    warn = whole_number(values, "mfa_warn_ahead", DEFAULT_MFA_WARN_AHEAD, 60, 86400, "seconds")
+    return {
+        "control_socket": Path(socket_path).expanduser() if socket_path else None,
+        "mfa_warn_ahead": timedelta(seconds=warn),
+        "notify_command": notify_argv,
+    }

@@ -1,0 +1,331 @@
+"""The credential engine: per-role cache, single-flight fetches, refresh ahead, keep-last-good, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cachetools import TLRUCache
+
+from imds_proxy.engine.credentials import Clock, Credentials, Served, Source, wire_time
+from imds_proxy.engine.policy import RefreshPolicy, backoff_delay, refresh_at, serve_floor
+from imds_proxy.errors import CredentialsUnavailable, SourceError
+
+log = logging.getLogger("imds_proxy.refresh")
+#: After background fetches finish, the timer looks again this soon (at most one fetch a second
+#: even if a source keeps handing out credentials that are already due).
+_RECHECK_AFTER_FETCH = 1.0
+
+
+@dataclass
+class RoleStatus:
+    """A snapshot of one role's state, for logs, health and `imds-proxy roles`."""
+
+    name: str
+    role_arn: str
+    #: The source's own words for whose keys call STS (`imds-proxy roles` SOURCE).
+    source_description: str
+    expiration: datetime | None
+    failures: int
+    last_error: str | None
+    retry_at: datetime | None
+    fetches: int
+    #: The source needs someone's input (an MFA code) and is not retried until it arrives.
+    waiting: bool = False
+    key_suffix: str | None = None
+
+
+@dataclass(eq=False)
+class _Role:
+    name: str
+    source: Source
+    failures: int = 0
+    last_error: SourceError | None = None
+    retry_at: datetime | None = None
+    fetches: int = 0
+    waiting: bool = False
+    #: The kind of the last unexpected exception, logged with its traceback once per kind.
+    last_bug: type[BaseException] | None = None
+    flight: asyncio.Task[Served] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> Hashable:
+        return self.source.cache_key
+
+
+class CredentialEngine:
+    """Serves each role's credentials from a cache and keeps them fresh.
+
+    Guarantees: while the source answers, every credential returned has at least
+    `serve_floor` left; concurrent callers share one fetch; expired credentials are never
+    returned; after a failure the source is not called again before the backoff ends.
+    Expiry is judged by the injected wall clock at every call, not only by the timer.
+    A source that fails with an error that `needs_input` (no MFA code) is not called again,
+    by the timer or by requests, until `wake` says the input has arrived.
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Source],
+        policy: RefreshPolicy,
+        clock: Clock,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._roles = {name: _Role(name, source) for name, source in sources.items()}
+        for name, source in sources.items():
+            if source.upstream is not None and source.upstream not in self._roles:
+                raise ValueError(f"role {name} chains off {source.upstream}, which has no source")
+        self._policy = policy
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        margin = policy.expiry_margin
+        # cachetools drops an entry once our clock passes its expiry (less the margin), so a
+        # lookup can never hand out expired credentials, whatever the timer did meanwhile.
+        self._cache: TLRUCache[Hashable, Served] = TLRUCache(
+            maxsize=max(16, 2 * len(self._roles)),
+            ttu=lambda _key, served, _now: (served.credentials.expiration - margin).timestamp(),
+            timer=lambda: self._clock().timestamp(),
+        )
+
+    @property
+    def role_names(self) -> tuple[str, ...]:
+        return tuple(self._roles)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._roles
+
+    @property
+    def policy(self) -> RefreshPolicy:
+        return self._policy
+
+    def _held(self, role: _Role) -> Credentials | None:
+        served = self._cache.get(role.key)
+        return served.credentials if served is not None else None
+
+    def cached(self, name: str) -> Credentials | None:
+        """The valid cached credentials for a role, if any (no fetch)."""
+        return self._held(self._roles[name])
+
+    async def get(self, name: str) -> Credentials:
+        """Credentials for `name` that are not expired; raises CredentialsUnavailable."""
+        return (await self.served(name)).credentials
+
+    async def served(self, name: str) -> Served:
+        """Credentials for `name` that are not expired, with their response bodies; raises
+        CredentialsUnavailable."""
+        role = self._roles[name]
+        now = self._clock()
+        served = self._cache.get(role.key)
+        if served is not None:
+            creds = served.credentials
+            if creds.remaining(now) >= serve_floor(creds, self._policy):
+                if now >= refresh_at(creds, self._policy) and self._may_call(role, now):
+                    self._flight(role)
+                return served
+        # Missing, or too close to expiry (e.g. the first request after a laptop slept):
+        # wait for fresh ones unless the source is backing off after a failure. With valid
+        # ones in hand, wait only briefly: an SDK that times out gets nothing at all.
+        if self._may_call(role, now):
+            wait = None if served is None else self._policy.stale_wait.total_seconds()
+            try:
+                return await asyncio.wait_for(asyncio.shield(self._flight(role)), wait)
+            except (SourceError, TimeoutError):
+                pass
+        served = self._cache.get(role.key)
+        if served is not None:
+            return served  # keep the last good credentials while they are valid
+        raise CredentialsUnavailable(name, role.last_error)
+
+    def _may_call(self, role: _Role, now: datetime) -> bool:
+        in_flight = role.flight is not None and not role.flight.done()
+        if in_flight:
+            return True
+        return not role.waiting and (role.retry_at is None or now >= role.retry_at)
+
+    def waiting(self, name: str) -> bool:
+        """Whether the role waits for input (an MFA code) before its source is called again."""
+        return self._roles[name].waiting
+
+    async def wake(self, name: str) -> Credentials:
+        """New input for this role's source has arrived: fetch now, whatever the backoff, and
+        return the credentials (raises SourceError if the source still fails)."""
+        role = self._roles[name]
+        if role.flight is not None and not role.flight.done():
+            await asyncio.wait([role.flight])  # it started without the new input
+        role.waiting, role.retry_at = False, None
+        return (await self._flight(role)).credentials
+
+    def _flight(self, role: _Role) -> asyncio.Task[Served]:
+        """The one fetch in progress for this role, started if there is none (single-flight)."""
+        if role.flight is None or role.flight.done():
+            role.flight = asyncio.create_task(self._fetch(role), name=f"refresh {role.name}")
+            # Nobody may await a background refresh; mark its failure as seen (it is logged).
+            role.flight.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return role.flight
+
+    async def _upstream(self, role: _Role) -> Credentials | None:
+        """The credentials of the role this one chains off, from this engine (cache or fetch)."""
+        name = role.source.upstream
+        if name is None:
+            return None
+        try:
+            return await self.get(name)
+        except CredentialsUnavailable as e:
+            err = SourceError(f"source role {name} has no credentials: {e.cause or e}")
+            err.needs_input = e.cause is not None and e.cause.needs_input
+            raise err from None
+
+    async def _fetch(self, role: _Role) -> Served:
+        role.fetches += 1
+        try:
+            upstream = await self._upstream(role)
+            creds = await (role.source.fetch(upstream) if upstream is not None else role.source.fetch())
+        except SourceError as e:
+            self._failed(role, e)
+            raise
+        except Exception as e:  # a bug in a source must not kill the engine, nor hide
+            if role.last_bug is not type(e):
+                # Sources keep secrets out of their exceptions' text (credentials' repr hides them).
+                log.error("bug while getting credentials for role %s", role.name, exc_info=e)
+                role.last_bug = type(e)
+            err = SourceError(f"unexpected {type(e).__name__} while getting credentials: {e} (see the log)")
+            self._failed(role, err)
+            raise err from e
+        role.failures, role.last_error, role.retry_at, role.waiting = 0, None, None, False
+        role.last_bug = None
+        served = Served.of(creds)
+        self._cache[role.key] = served
+        log.debug(
+            "credentials cached role=%s key=%s expires=%s",
+            role.name,
+            creds.key_suffix,
+            wire_time(creds.expiration),
+        )
+        return served
+
+    def _failed(self, role: _Role, error: SourceError) -> None:
+        previous = role.last_error
+        role.failures += 1
+        role.last_error = error
+        current = self._held(role)
+        keeping = (
+            f"serving the current credentials until {wire_time(current.expiration)}"
+            if current
+            else "no valid credentials to serve"
+        )
+        if error.needs_input:
+            # Retrying on a timer cannot produce an MFA code: no backoff, no retry storm;
+            # one log line when the role starts waiting, none per request.
+            if not role.waiting:
+                log.warning("role %s waits for input (%s): %s", role.name, keeping, error)
+            role.waiting, role.retry_at = True, None
+            return
+        # A role's very first fetch is reported by whoever asked for it (the start-up
+        # error line, or the request that gets the error document); later ones only here.
+        level = logging.WARNING if role.fetches > 1 else logging.DEBUG
+        if not error.retryable:
+            # Asking again soon cannot change STS's mind (AccessDenied, no source keys): retry
+            # at the backoff cap, and say so once, not at every attempt.
+            delay = self._policy.backoff_cap
+            role.retry_at = self._clock() + delay
+            if previous is None or type(previous) is not type(error) or str(previous) != str(error):
+                log.log(
+                    level,
+                    "refresh refused role=%s (%s): %s; not retryable, trying again every %.0fs",
+                    role.name,
+                    keeping,
+                    error,
+                    delay.total_seconds(),
+                )
+            return
+        delay = backoff_delay(role.failures, self._policy, self._rng)
+        role.retry_at = self._clock() + delay
+        log.log(
+            level,
+            "refresh failed role=%s attempt=%d retry_in=%.1fs (%s): %s",
+            role.name,
+            role.failures,
+            delay.total_seconds(),
+            keeping,
+            error,
+        )
+
+    def due_at(self, name: str) -> datetime | None:
+        """When this role next needs a fetch (now, if it has nothing valid; None while it
+        waits for input)."""
+        role = self._roles[name]
+        if role.waiting:
+            return None
+        now = self._clock()
+        creds = self._held(role)
+        due = refresh_at(creds, self._policy) if creds is not None else now
+        if role.retry_at is not None:
+            due = max(due, role.retry_at)
+        return due
+
+    async def tick(self) -> float:
+        """Start every fetch that is due by the clock; return seconds until the next one is
+        due, at most `max_sleep` (the wall clock is re-read then: it jumps after a sleep)."""
+        now = self._clock()
+        next_due = now + self._policy.max_sleep
+        for name, role in self._roles.items():
+            due = self.due_at(name)
+            if due is None:
+                continue
+            if due <= now:
+                self._flight(role)
+            else:
+                next_due = min(next_due, due)
+        await asyncio.sleep(0)  # let the started fetches begin
+        return max(0.0, (next_due - now).total_seconds())
+
+    async def run(self) -> None:
+        """The background refresher; runs until cancelled."""
+        while True:
+            fetches = sum(r.fetches for r in self._roles.values())
+            delay = await self.tick()
+            if sum(r.fetches for r in self._roles.values()) != fetches:
+                # What the started fetches bring (new credentials, or a backoff) decides when the next
+                # one is due; tick() could not know it and said max_sleep. Look again shortly after.
+                await self.settle()
+                delay = min(delay, _RECHECK_AFTER_FETCH)
+            await self._sleep(max(delay, 0.05))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[CredentialEngine]:
+        """The background refresher, for as long as the block runs (the daemon's, and exec's)."""
+        task = asyncio.create_task(self.run(), name="credential refresher")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def settle(self) -> None:
+        """Wait for every fetch in progress (tests, shutdown)."""
+        flights = [r.flight for r in self._roles.values() if r.flight and not r.flight.done()]
+        await asyncio.gather(*flights, return_exceptions=True)
+
+    def status(self, name: str) -> RoleStatus:
+        role = self._roles[name]
+        creds = self._held(role)
+        return RoleStatus(
+            name=name,
+            role_arn=role.source.role_arn,
+            source_description=role.source.description,
+            expiration=creds.expiration if creds else None,
+            failures=role.failures,
+            last_error=str(role.last_error) if role.last_error else None,
+            retry_at=role.retry_at,
+            fetches=role.fetches,
+            waiting=role.waiting,
+            key_suffix=creds.key_suffix if creds else None,
+        )

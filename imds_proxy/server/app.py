@@ -1,0 +1,49 @@
+"""The application factory: one app per listener, create_app(config, engine, listener)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from imds_proxy.config import Config
+from imds_proxy.config.container import PATH
+from imds_proxy.config.listeners import Listener
+from imds_proxy.engine.credentials import Clock, utc_now
+from imds_proxy.engine.refresh import CredentialEngine
+from imds_proxy.engine.tokens import TokenIssuer
+from imds_proxy.server import appkeys, container, imds
+from imds_proxy.server.gates import request_gate
+
+
+def create_app(
+    config: Config,
+    engine: CredentialEngine,
+    listener: Listener | None = None,
+    *,
+    clock: Clock = utc_now,
+    token_clock: Callable[[], float] = time.time,
+    tokens: TokenIssuer | None = None,
+) -> web.Application:
+    """The application for one listener (default: the config's first): the request gate for
+    every request, then the channels the listener speaks — the IMDS routes for its role, the
+    container-credentials sub-app at /v1/credentials — all from `engine`.
+
+    The app never owns the engine: whoever built it (the daemon, exec, a test) runs its
+    refresh. Listeners of one daemon share the engine and the token issuer.
+    """
+    listener = listener or config.listeners[0]
+    app = web.Application(middlewares=[request_gate])
+    app[appkeys.CONFIG] = config
+    app[appkeys.ENGINE] = engine
+    app[appkeys.CLOCK] = clock
+    app[appkeys.TOKENS] = tokens or TokenIssuer(token_clock)
+    app[appkeys.STARTED] = clock()
+    app[appkeys.LISTENER] = listener
+    if "container" in listener.channels:
+        app.add_subapp(PATH, container.create_app(config, engine, listener))
+    app.router.add_route("*", PATH + "{tail:.*}", container.not_found)  # before IMDS's catch-all
+    if "imds" in listener.channels:
+        imds.setup(app)
+    return app

@@ -1,0 +1,161 @@
+"""The IMDS routes: the token PUT, the session-token check every GET passes, and the metadata
+tree, with thin handlers."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from imds_proxy.engine import metadata
+from imds_proxy.engine.credentials import imds_error_document, to_json
+from imds_proxy.engine.tokens import TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, parse_ttl
+from imds_proxy.errors import CredentialsUnavailable
+from imds_proxy.server import appkeys
+from imds_proxy.server.gates import normalize, refuse
+
+log = logging.getLogger("imds_proxy.imds")
+
+CREDS = "/latest/meta-data/iam/security-credentials"
+CREDS_EXT = "/latest/meta-data/iam/security-credentials-extended"
+_VERSIONED_TOKEN = re.compile(r"/[0-9-]+/api/token")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def text(body: str) -> web.Response:
+    """IMDS answers everything as text/plain (EC2 user guide), without a trailing newline."""
+    return web.Response(text=body, content_type="text/plain")
+
+
+def listing(*items: str) -> str:
+    """LF-separated, no final LF: botocore pastes the role listing into the next URL as is."""
+    return "\n".join(items)
+
+
+def static_tree(app: web.Application) -> dict[str, str]:
+    """Every path whose answer does not change while the daemon runs, rendered once."""
+    config = app[appkeys.CONFIG]
+    role = config.listener_role(app[appkeys.LISTENER])
+    spec = config.roles[role]
+    # The instance profile is named after the role this listener serves.
+    ident = dataclasses.replace(config.identity, account_id=spec.account_id, instance_profile_name=role)
+    started = app[appkeys.STARTED]
+    return {
+        "/": listing("latest"),
+        "/latest": listing("dynamic", "meta-data"),
+        "/latest/meta-data": listing(
+            "ami-id",
+            "hostname",
+            "iam/",
+            "instance-id",
+            "instance-type",
+            "local-hostname",
+            "local-ipv4",
+            "placement/",
+        ),
+        "/latest/meta-data/ami-id": metadata.IMAGE_ID,
+        "/latest/meta-data/hostname": "localhost",
+        "/latest/meta-data/local-hostname": "localhost",
+        "/latest/meta-data/local-ipv4": metadata.PRIVATE_IP,
+        "/latest/meta-data/instance-id": ident.instance_id,
+        "/latest/meta-data/instance-type": ident.instance_type,
+        "/latest/meta-data/placement": listing("availability-zone", "region"),
+        "/latest/meta-data/placement/availability-zone": ident.availability_zone,
+        "/latest/meta-data/placement/region": ident.region,
+        "/latest/meta-data/iam": listing("info", "security-credentials/"),
+        "/latest/meta-data/iam/info": to_json(metadata.iam_info(ident, started)),
+        CREDS: role,
+        CREDS_EXT: role,
+        "/latest/dynamic": listing("instance-identity/"),
+        "/latest/dynamic/instance-identity": listing("document"),
+        "/latest/dynamic/instance-identity/document": to_json(metadata.identity_document(ident, started)),
+    }
+
+
+async def put_token(request: web.Request) -> web.StreamResponse:
+    """`PUT /latest/api/token`: a session token for the TTL asked, echoed in a header
+    (the Go SDKs fall back to IMDSv1 without it)."""
+    raw = request.headers.get(TTL_HEADER)
+    ttl = parse_ttl(raw)
+    if ttl is None:
+        reason = "missing" if raw is None else "invalid"
+        return refuse(request, 400, f"Bad Request ({TTL_HEADER} {reason}: give 1 to 21600)")
+    token = request.app[appkeys.TOKENS].issue(ttl)
+    response = text(token)
+    response.headers[TTL_HEADER] = str(ttl)
+    return response
+
+
+async def get_credentials(request: web.Request, role: str, extended: bool) -> web.StreamResponse:
+    """The role's credential document; EC2's error document when none are valid."""
+    # With a client map, a container on the network must not get this listener's role by
+    # speaking IMDS instead of the container protocol (which the map guards).
+    if not request.app[appkeys.LISTENER].clients.allows(request.remote, role, loopback_exempt=True):
+        return refuse(request, 404, f"Not Found (role {role} is not mapped to this client)")
+    engine = request.app[appkeys.ENGINE]
+    try:
+        served = await engine.served(role)
+    except CredentialsUnavailable as e:
+        log.warning("no credentials served client=%s role=%s: %s", request.remote, role, e)
+        now = request.app[appkeys.CLOCK]()
+        return text(to_json(imds_error_document(e.code, str(e), now)))
+    key = served.credentials.key_suffix
+    log.info("served credentials client=%s role=%s key=%s", request.remote, role, key)
+    body = served.imds_extended if extended else served.imds
+    return web.Response(body=body, content_type="text/plain")
+
+
+def token_refusal(request: web.Request) -> web.Response | None:
+    """IMDSv2: every GET needs a valid session token (HttpTokens=required), unless IMDSv1
+    is enabled, in which case only a *missing* token is let through. None: go on."""
+    token = request.headers.get(TOKEN_HEADER)
+    if token is None:
+        if request.app[appkeys.CONFIG].imdsv1:
+            return None
+        return refuse(request, 401, "Unauthorized (IMDSv2 token required)")
+    if not request.app[appkeys.TOKENS].verify(token):
+        return refuse(request, 401, "Unauthorized (invalid or expired token)")
+    return None
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Route every IMDS request on its normalized path."""
+    path = normalize(request.rel_url.path)
+    if path == TOKEN_PATH:
+        if request.method == "PUT":
+            return await put_token(request)
+        return _not_allowed(request, "PUT")
+    if request.method == "PUT" and _VERSIONED_TOKEN.fullmatch(path):
+        # EC2 answers a token PUT on a versioned path with 403, by design.
+        return refuse(request, 403, "Forbidden (tokens come from /latest/api/token)")
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed(request, "GET, HEAD")
+    if (refusal := token_refusal(request)) is not None:
+        return refusal
+    body = request.app[STATIC].get(path)
+    if body is not None:
+        return text(body)
+    parent, _, leaf = path.rpartition("/")
+    role = request.app[appkeys.CONFIG].listener_role(request.app[appkeys.LISTENER])
+    if parent in (CREDS, CREDS_EXT) and leaf == role:
+        return await get_credentials(request, role, extended=parent == CREDS_EXT)
+    return refuse(request, 404, "Not Found")
+
+
+def _not_allowed(request: web.Request, allow: str) -> web.Response:
+    response = refuse(request, 405, "Method Not Allowed")
+    response.headers["Allow"] = allow
+    return response
+
+
+STATIC = web.AppKey("imds_static", dict[str, str])
+
+
+def setup(app: web.Application) -> None:
+    """Add the IMDS routes to an app whose CONFIG, LISTENER and STARTED are set."""
+    app[STATIC] = static_tree(app)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
