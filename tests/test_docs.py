@@ -1,6 +1,6 @@
-"""The README's and docs/sidecars.md's examples stay true: every TOML snippet is a valid
-config (or, with a `description`, a valid sandbox scenario), every YAML snippet parses, and
-every container URL uses a host the SDKs accept."""
+"""The README's and docs/*.md's examples stay true: every TOML snippet is a valid config (or,
+with a `description`, a valid sandbox scenario), every YAML snippet parses, every container URL
+uses a host the SDKs accept, and every relative link reaches an existing file (and heading)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from imds_proxy.config import container as channel
 from imds_proxy.sandbox.scenarios import file as scenario_file
 
 ROOT = Path(__file__).parent.parent
-DOCS = [ROOT / "README.md", ROOT / "docs" / "sidecars.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def blocks(language: str) -> list[tuple[str, str]]:
@@ -57,3 +57,52 @@ def test_every_container_url_in_the_docs_is_one_sdks_accept() -> None:
     for url in urls:
         host = urlsplit(url).hostname
         assert host is not None and channel.sdk_accepts(host), url
+
+
+def test_docs_cover_readme_and_every_docs_page() -> None:
+    names = {doc.relative_to(ROOT).as_posix() for doc in DOCS}
+    assert {"README.md", "docs/sidecars.md", "docs/architecture.md"} <= names
+
+
+def test_readme_is_a_front_door() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 300
+    top = "\n".join(lines[:40])
+    assert "make run " in top and "make test " in top
+
+
+def prose(text: str) -> str:
+    """The text outside fenced code blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+def anchors(doc: Path) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation dropped, spaces as hyphens."""
+    found: set[str] = set()
+    for title in re.findall(r"^#{1,6} (.+)$", prose(doc.read_text()), re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        n, unique = 0, slug
+        while unique in found:
+            n += 1
+            unique = f"{slug}-{n}"
+        found.add(unique)
+    return found
+
+
+def links() -> list[tuple[str, Path, str]]:
+    found = []
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(doc.read_text())):
+            if not re.match(r"[a-z]+:", target):
+                found.append((f"{doc.relative_to(ROOT).as_posix()} -> {target}", doc, target))
+    return found
+
+
+@pytest.mark.parametrize(("where", "doc", "target"), links(), ids=[w for w, _, _ in links()])
+def test_relative_links_reach_a_file_and_heading(where: str, doc: Path, target: str) -> None:
+    path, _, anchor = target.partition("#")
+    file = (doc.parent / path).resolve() if path else doc
+    assert file.exists(), where
+    assert ROOT.resolve() in file.parents or file == ROOT.resolve(), where
+    if anchor:
+        assert file.suffix == ".md" and anchor in anchors(file), where
