@@ -202,3 +202,27 @@ def test_sandbox_ignores_a_missing_aws_profile(tmp_path: Path) -> None:
     with daemon(["sandbox", "--listen", "127.0.0.1:0"], env) as d:
         d.wait_for(r"^export AWS_EC2_METADATA_SERVICE_ENDPOINT=")
         assert d.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["healthcheck", "--listen", "127.0.0.1:9", "--timeout", "0.2"],
+        ["env", "--shell", "sh"],
+    ],
+    ids=["healthcheck", "env"],
+)
+def test_healthcheck_and_env_load_neither_boto3_nor_aiohttp(tmp_path: Path, args: list[str]) -> None:
+    """Docker runs the health check every 30 s: it must not pay boto3's import (~0.3 s)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from imds_proxy.cli import main\n"
+        f"code = main({args!r})\n"
+        "heavy = sorted(m for m in ('boto3', 'botocore', 'aiohttp', 'moto') if m in sys.modules)\n"
+        "print('loaded:' + ','.join(heavy))\n"
+    )
+    env = isolated_env(tmp_path, {"IMDS_PROXY_ROLE_ARN": ROLE_ARN})
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout + done.stderr

@@ -106,3 +106,24 @@ def test_relative_links_reach_a_file_and_heading(where: str, doc: Path, target: 
     assert ROOT.resolve() in file.parents or file == ROOT.resolve(), where
     if anchor:
         assert file.suffix == ".md" and anchor in anchors(file), where
+
+
+def _first_paragraph(doc: str | None) -> str:
+    text = " ".join((doc or "").split("\n\n")[0].split())
+    return (text[:1].lower() + text[1:]).removesuffix(".")
+
+
+def test_the_architecture_table_is_the_packages_own_docstrings() -> None:
+    """docs/architecture.md's package table cannot drift: each row is its package's docstring,
+    and every package of imds_proxy has a row."""
+    import importlib
+    import pkgutil
+
+    import imds_proxy
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = dict(re.findall(r"^\| `(imds_proxy\.[a-z_]+)` \| (.+?) \|$", text, re.M))
+    packages = {f"imds_proxy.{m.name}" for m in pkgutil.iter_modules(imds_proxy.__path__) if m.ispkg}
+    assert set(rows) == packages
+    for name, described in rows.items():
+        assert _first_paragraph(importlib.import_module(name).__doc__) == _first_paragraph(described), name

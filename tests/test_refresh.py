@@ -319,3 +319,114 @@ async def test_after_a_failed_background_refresh_the_timer_retries_after_the_bac
     sleeps = await run_timer(source, clock, seconds=20, fail=True)
     assert source.calls > 3  # backoff from 1 s, not a retry per max_sleep (60 s)
     assert max(sleeps) < POLICY.max_sleep.total_seconds()
+
+
+# --- issue 8's fixes ---------------------------------------------------------------------
+
+
+async def test_a_non_retryable_refusal_waits_the_backoff_cap_and_is_logged_once(
+    source: FakeSource, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    source.fail_with = AssumeRoleDenied("not authorized to perform sts:AssumeRole")
+    assert not source.fail_with.retryable
+    for _ in range(3):  # three refreshes, each refused the same way
+        clock.advance(seconds=POLICY.backoff_cap.total_seconds())
+        clock.advance(minutes=30)
+        await engine.tick()
+        await engine.settle()
+        assert engine.status(ROLE).retry_at == clock() + POLICY.backoff_cap
+    refused = [r for r in caplog.records if "not retryable" in r.getMessage()]
+    assert len(refused) == 1
+    assert engine.status(ROLE).failures == 3
+
+
+async def test_a_retryable_failure_backs_off_with_jitter_under_the_cap(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    source.fail_with = SourceError("Throttling")
+    clock.advance(minutes=26)
+    await engine.tick()
+    await engine.settle()
+    retry_at = engine.status(ROLE).retry_at
+    assert retry_at is not None and clock() <= retry_at <= clock() + POLICY.backoff_base
+
+
+async def test_an_unexpected_exception_is_logged_once_with_its_traceback(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Buggy(FakeSource):
+        async def fetch(self):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            raise ZeroDivisionError("a bug")
+
+    source = Buggy(clock)
+    engine = make_engine(source, clock, RefreshPolicy(backoff_base=timedelta(0)))
+    for _ in range(3):
+        with pytest.raises(CredentialsUnavailable, match="unexpected ZeroDivisionError"):
+            await engine.get(ROLE)
+    tracebacks = [r for r in caplog.records if r.exc_info and r.exc_info[0] is ZeroDivisionError]
+    assert source.calls == 3 and len(tracebacks) == 1
+    assert "bug while getting credentials for role" in tracebacks[0].getMessage()
+
+
+class Chained(FakeSource):
+    """A source chained off role `upstream`: records the credentials the engine hands it."""
+
+    def __init__(self, clock: FakeClock, upstream: str) -> None:
+        super().__init__(clock, key_prefix="ASIACHAIN")
+        self.upstream = upstream
+        self.given: list[str] = []
+
+    async def fetch(self, upstream=None):  # type: ignore[no-untyped-def, override]
+        assert upstream is not None, "a chained source is always handed its upstream's credentials"
+        self.given.append(upstream.access_key_id)
+        return await super().fetch()
+
+
+async def test_a_chained_role_is_handed_its_source_roles_credentials_from_the_cache(
+    clock: FakeClock,
+) -> None:
+    base, chained = FakeSource(clock, key_prefix="ASIABASE"), Chained(clock, upstream="base")
+    engine = CredentialEngine({"base": base, "chained": chained}, POLICY, clock)
+    base_creds = await engine.get("base")
+    await engine.get("chained")
+    assert chained.given == [base_creds.access_key_id]
+    assert base.calls == 1  # the engine's cached credentials, not a fetch of their own
+
+
+async def test_a_chained_role_fetches_its_source_role_first_when_nothing_is_cached(
+    clock: FakeClock,
+) -> None:
+    base, chained = FakeSource(clock, key_prefix="ASIABASE"), Chained(clock, upstream="base")
+    engine = CredentialEngine({"base": base, "chained": chained}, POLICY, clock)
+    await engine.get("chained")
+    assert base.calls == 1 and chained.given == [engine.cached("base").access_key_id]  # type: ignore[union-attr]
+
+
+async def test_a_chained_role_whose_source_fails_says_which_role(clock: FakeClock) -> None:
+    base, chained = FakeSource(clock), Chained(clock, upstream="base")
+    base.fail_with = AssumeRoleDenied("denied")
+    engine = CredentialEngine({"base": base, "chained": chained}, POLICY, clock)
+    with pytest.raises(CredentialsUnavailable) as e:
+        await engine.get("chained")
+    assert "source role base has no credentials" in str(e.value.cause)
+
+
+def test_a_source_chained_off_an_unknown_role_is_refused(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="chains off ghost"):
+        CredentialEngine({"chained": Chained(clock, upstream="ghost")}, POLICY, clock)
+
+
+async def test_response_bodies_are_rendered_once_per_credential_set(
+    source: FakeSource, clock: FakeClock
+) -> None:
+    engine = make_engine(source, clock)
+    first, again = await engine.served(ROLE), await engine.served(ROLE)
+    assert first is again  # the same bytes objects, held beside the cache entry
+    assert first.credentials.session_token.encode() in first.imds
+    assert b'"AccountId"' in first.imds_extended and b'"AccountId"' not in first.imds
+    assert b'"RoleArn"' in first.container

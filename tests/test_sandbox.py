@@ -319,3 +319,20 @@ def test_list_scenarios_names_each_with_its_variants(tmp_path: Path) -> None:
     names = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
     assert names == ["photos (default)", "cross-account", "untrusted"]
     assert "    --variant caller-lacks-permission: " in result.stdout
+
+
+async def test_every_role_keeps_its_own_source_when_watched() -> None:
+    """cli.sandbox wrapped every role's source into the first one: two roles got one role's keys."""
+    from imds_proxy.sandbox.local_aws import watched_sources
+
+    from fakes import FakeClock, FakeSource
+
+    clock = FakeClock()
+    sources = {
+        "one": FakeSource(clock, key_prefix="ASIAONE_"),
+        "two": FakeSource(clock, key_prefix="ASIATWO_"),
+    }
+    watched = watched_sources(sources, "local AWS as someone", timedelta(seconds=60))
+    assert [w.source._source for w in watched.values()] == list(sources.values())  # type: ignore[attr-defined]
+    assert (await watched["two"].fetch()).access_key_id.startswith("ASIATWO_")
+    assert (await watched["one"].fetch()).access_key_id.startswith("ASIAONE_")

@@ -7,55 +7,19 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from cachetools import TLRUCache
 
 from imds_proxy.engine.credentials import Clock, Credentials, Served, Source, wire_time
 from imds_proxy.engine.policy import RefreshPolicy, backoff_delay, refresh_at, serve_floor
+from imds_proxy.engine.role_state import RoleState, RoleStatus
 from imds_proxy.errors import CredentialsUnavailable, SourceError
 
 log = logging.getLogger("imds_proxy.refresh")
 #: After background fetches finish, the timer looks again this soon (at most one fetch a second
 #: even if a source keeps handing out credentials that are already due).
 _RECHECK_AFTER_FETCH = 1.0
-
-
-@dataclass
-class RoleStatus:
-    """A snapshot of one role's state, for logs, health and `imds-proxy roles`."""
-
-    name: str
-    role_arn: str
-    #: The source's own words for whose keys call STS (`imds-proxy roles` SOURCE).
-    source_description: str
-    expiration: datetime | None
-    failures: int
-    last_error: str | None
-    retry_at: datetime | None
-    fetches: int
-    #: The source needs someone's input (an MFA code) and is not retried until it arrives.
-    waiting: bool = False
-    key_suffix: str | None = None
-
-
-@dataclass(eq=False)
-class _Role:
-    name: str
-    source: Source
-    failures: int = 0
-    last_error: SourceError | None = None
-    retry_at: datetime | None = None
-    fetches: int = 0
-    waiting: bool = False
-    #: The kind of the last unexpected exception, logged with its traceback once per kind.
-    last_bug: type[BaseException] | None = None
-    flight: asyncio.Task[Served] | None = field(default=None, repr=False)
-
-    @property
-    def key(self) -> Hashable:
-        return self.source.cache_key
 
 
 class CredentialEngine:
@@ -77,7 +41,7 @@ class CredentialEngine:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._roles = {name: _Role(name, source) for name, source in sources.items()}
+        self._roles = {name: RoleState(name, source) for name, source in sources.items()}
         for name, source in sources.items():
             if source.upstream is not None and source.upstream not in self._roles:
                 raise ValueError(f"role {name} chains off {source.upstream}, which has no source")
@@ -105,7 +69,7 @@ class CredentialEngine:
     def policy(self) -> RefreshPolicy:
         return self._policy
 
-    def _held(self, role: _Role) -> Credentials | None:
+    def _held(self, role: RoleState) -> Credentials | None:
         served = self._cache.get(role.key)
         return served.credentials if served is not None else None
 
@@ -143,7 +107,7 @@ class CredentialEngine:
             return served  # keep the last good credentials while they are valid
         raise CredentialsUnavailable(name, role.last_error)
 
-    def _may_call(self, role: _Role, now: datetime) -> bool:
+    def _may_call(self, role: RoleState, now: datetime) -> bool:
         in_flight = role.flight is not None and not role.flight.done()
         if in_flight:
             return True
@@ -162,7 +126,7 @@ class CredentialEngine:
         role.waiting, role.retry_at = False, None
         return (await self._flight(role)).credentials
 
-    def _flight(self, role: _Role) -> asyncio.Task[Served]:
+    def _flight(self, role: RoleState) -> asyncio.Task[Served]:
         """The one fetch in progress for this role, started if there is none (single-flight)."""
         if role.flight is None or role.flight.done():
             role.flight = asyncio.create_task(self._fetch(role), name=f"refresh {role.name}")
@@ -170,7 +134,7 @@ class CredentialEngine:
             role.flight.add_done_callback(lambda t: t.cancelled() or t.exception())
         return role.flight
 
-    async def _upstream(self, role: _Role) -> Credentials | None:
+    async def _upstream(self, role: RoleState) -> Credentials | None:
         """The credentials of the role this one chains off, from this engine (cache or fetch)."""
         name = role.source.upstream
         if name is None:
@@ -182,7 +146,7 @@ class CredentialEngine:
             err.needs_input = e.cause is not None and e.cause.needs_input
             raise err from None
 
-    async def _fetch(self, role: _Role) -> Served:
+    async def _fetch(self, role: RoleState) -> Served:
         role.fetches += 1
         try:
             upstream = await self._upstream(role)
@@ -210,7 +174,7 @@ class CredentialEngine:
         )
         return served
 
-    def _failed(self, role: _Role, error: SourceError) -> None:
+    def _failed(self, role: RoleState, error: SourceError) -> None:
         previous = role.last_error
         role.failures += 1
         role.last_error = error
