@@ -1,5 +1,5 @@
 """The sandbox's local AWS: moto's server in-process on loopback, a scenario's world built in it,
-then IAM enforced. Imported lazily by cli_sandbox only.
+then IAM enforced. Imported lazily by cli.sandbox only.
 
 Like a lab bench it talks to its local AWS with boto3 to build the world; the daemon itself still
 reaches STS only through `sts`, with the keys of the scenario's caller.

@@ -1,5 +1,5 @@
 """Sandbox scenarios: a small AWS world (accounts, users, roles, buckets) and the role the daemon
-serves from it, as frozen values (read from files by `scenario_file`). Pure: no moto and no boto3 here."""
+serves from it, as frozen values (read from files by `scenarios.file`). Pure: no moto and no boto3 here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ DEFAULT_ACCOUNT = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
 #: The service an instance profile's role is assumed by.
 EC2 = "ec2.amazonaws.com"
-#: The IAM user the sandbox creates to stand in for the EC2 service (see sandbox_iam); reserved.
+#: The IAM user the sandbox creates to stand in for the EC2 service (see sandbox.iam); reserved.
 EC2_STAND_IN = "imds-proxy-ec2"
 IfDenied = Literal["exit", "serve-error-document"]
 

@@ -156,7 +156,7 @@ def serve(
 
 
 def variants(r: Reader, data: dict[str, Any]) -> dict[str, str]:
-    """`[variants.NAME]`: each variant's description, by name (`scenario_file` applies one)."""
+    """`[variants.NAME]`: each variant's description, by name (`scenarios.file` applies one)."""
     out = {}
     for name, variant in r.table(data.get("variants", {}), "variants").items():
         variant = r.table(variant, f"variants.{name}")
