@@ -34,8 +34,11 @@ test: $(BIN)/.installed $(JS)/node_modules/.installed $(WHEELS)/.done
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
+# Run by hand: imds-proxy beside a bare aiohttp app under wrk (Debian's), loopback only.
 bench: $(BIN)/.installed
-	$(BIN)/python bench/serve_bench.py
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } || \
+	  { echo "make bench needs wrk: apt-get install wrk" >&2; exit 2; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules
