@@ -42,6 +42,14 @@ _SERVE = {
     ),
     "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
 }
+#: The admin endpoint (serve and sandbox).
+_ADMIN = {
+    "--admin-listen": (
+        "admin_listen",
+        "HOST:PORT for /healthz, /readyz and /metrics, or off (default 127.0.0.1:9169; never a "
+        "credential listener's address)",
+    ),
+}
 #: The container channel. The token itself has no option: command lines are visible to
 #: every user (ps); it comes from the config file, IMDS_PROXY_CONTAINER_TOKEN or a file.
 _CONTAINER = {
@@ -98,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, _ROLE_OPTIONS)
     _add(serve, _COMMON)
     _add(serve, _CONTAINER)
+    _add(serve, _ADMIN)
     serve.set_defaults(func="serve:cmd_serve")
 
     mfa_cmd = sub.add_parser("mfa", help="give the running daemon an MFA code (prompts for it)")
@@ -135,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--aws-port", type=int, default=0, help="port of the local AWS (default: a free one)"
     )
     _add(sandbox, _COMMON)
+    _add(sandbox, _ADMIN)
     sandbox.set_defaults(func="sandbox:cmd_sandbox")
 
     run = sub.add_parser(
