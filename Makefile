@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 
 # The dependencies as wheels, so tests/test_docker.py can run docker/install.sh offline.
 $(WHEELS)/.done: $(BIN)/.installed
-	$(BIN)/pip wheel --quiet -w $(WHEELS) . 'setuptools>=68'
+	$(BIN)/pip wheel --quiet -w $(WHEELS) . 'setuptools>=77'
 	rm -f $(WHEELS)/imds_proxy-*.whl
 	touch $@
 

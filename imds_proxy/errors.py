@@ -27,7 +27,11 @@ class ScenarioError(ConfigError):
 
 
 class ListenError(ImdsProxyError):
-    """A listener could not be bound."""
+    """A listener could not be bound; `reason` is the system's word for why."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SandboxUnavailable(ImdsProxyError):

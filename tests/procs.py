@@ -110,6 +110,18 @@ class Daemon:
                 return m
         raise AssertionError(f"no line matching {pattern!r}; stderr:\n" + "\n".join(self.stderr[-20:]))
 
+    def wait_for_all(self, pattern: str, count: int, timeout: float = 30) -> list[str]:
+        """The first `count` output lines matching pattern, waiting for them as they come."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.stdout + self.stderr if rx.search(line)]
+            if len(found) >= count or self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert len(found) >= count, f"{len(found)} lines matching {pattern!r}, not {count}"
+        return found[:count]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

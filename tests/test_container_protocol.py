@@ -126,7 +126,7 @@ async def test_logs_show_key_suffix_and_never_the_token(
     doc = await (await client.get(PATH, headers={"Authorization": TOKEN})).json()
     await client.get(PATH, headers={"Authorization": "wrong-token-value-here"})
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("imds_proxy")]
-    served = [line for line in lines if line.startswith("served container credentials")]
+    served = [line for line in lines if line.startswith("served credentials channel=container")]
     assert served and doc["AccessKeyId"][-4:] in served[0] and doc["AccessKeyId"] not in served[0]
     assert any("wrong authorization token" in line for line in lines)
     assert not any(TOKEN in line or "wrong-token-value-here" in line for line in lines)

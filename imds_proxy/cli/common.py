@@ -30,6 +30,21 @@ def load_config(args: argparse.Namespace, cli: Mapping[str, Any] | None = None) 
     return config.load(cli or {}, os.environ, getattr(args, "config", None), read_profile)
 
 
+def daemon_config(args: argparse.Namespace) -> Config:
+    """The running daemon's config, for commands that talk to it (env, healthcheck): they take
+    no --role-arn, so a missing role means they were not told where that config is."""
+    try:
+        return load_config(args)
+    except ConfigError as e:
+        if e.key != "role_arn" or getattr(args, "config", None) is not None:
+            raise
+        raise ConfigError(
+            "config",
+            "no daemon configuration to read (it names no role)",
+            "pass --config with the daemon's config file (or set IMDS_PROXY_CONFIG)",
+        ) from None
+
+
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config keys given as options (argparse's dest is the key)."""
     return {k: getattr(args, k) for k in config.KEYS if getattr(args, k, None) is not None}

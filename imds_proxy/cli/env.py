@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from imds_proxy.cli.common import load_config, pick_role
+from imds_proxy.cli.common import daemon_config, pick_role
 from imds_proxy.config import Config, container
 from imds_proxy.config.listeners import Listener
 from imds_proxy.errors import ConfigError
@@ -27,7 +27,7 @@ def _env_listener(cfg: Config, role: str | None) -> Listener:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = daemon_config(args)
     role = pick_role(cfg, args.role) if args.role else None
     if not args.container:
         listener = _env_listener(cfg, role)

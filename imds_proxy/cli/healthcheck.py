@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from imds_proxy.cli.common import EXIT_FAILURE, load_config
+from imds_proxy.cli.common import EXIT_FAILURE, daemon_config
 from imds_proxy.config.listeners import Listener, parse_listener
 from imds_proxy.engine.credentials import utc_now
 
@@ -17,7 +17,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     if args.listen:
         listeners: tuple[Listener, ...] = (parse_listener(args.listen),)
     else:
-        listeners = load_config(args).listeners
+        listeners = daemon_config(args).listeners
     try:
         for listener in listeners:
             print(probe.check(listener, utc_now, args.timeout))

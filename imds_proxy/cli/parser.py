@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +42,14 @@ _SERVE = {
         "~/.aws/config profile our own credentials for STS come from (default: boto3's chain)",
     ),
     "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
+}
+#: The admin endpoint (serve and sandbox).
+_ADMIN = {
+    "--admin-listen": (
+        "admin_listen",
+        "HOST:PORT for /healthz, /readyz and /metrics, or off (default 127.0.0.1:9169; never a "
+        "credential listener's address)",
+    ),
 }
 #: The container channel. The token itself has no option: command lines are visible to
 #: every user (ps); it comes from the config file, IMDS_PROXY_CONTAINER_TOKEN or a file.
@@ -98,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, _ROLE_OPTIONS)
     _add(serve, _COMMON)
     _add(serve, _CONTAINER)
+    _add(serve, _ADMIN)
     serve.set_defaults(func="serve:cmd_serve")
 
     mfa_cmd = sub.add_parser("mfa", help="give the running daemon an MFA code (prompts for it)")
@@ -135,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--aws-port", type=int, default=0, help="port of the local AWS (default: a free one)"
     )
     _add(sandbox, _COMMON)
+    _add(sandbox, _ADMIN)
     sandbox.set_defaults(func="sandbox:cmd_sandbox")
 
     run = sub.add_parser(
@@ -189,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--listen", help="probe this HOST:PORT instead of the configured listeners")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds per request (default 3)")
     health.set_defaults(func="healthcheck:cmd_healthcheck")
+    for command in sub.choices.values():
+        # Unknown flags are reported by the sub-command's parser, with its usage, not the top's.
+        command.set_defaults(sub_parser=command)
     return parser
 
 
@@ -204,10 +218,23 @@ def _command(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     return function
 
 
+#: What a shell reports for a command killed by SIGPIPE (128 + 13): `env | head` cut us short.
+EXIT_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        sub_parser = getattr(args, "sub_parser", parser)
+        sub_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         code: int = _command(args)(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        # The reader (head, grep -q) stopped reading: no traceback, and nothing more to flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
     except ConfigError as e:
         print(f"imds-proxy: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -5,6 +5,7 @@ and only when one of them runs."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -68,6 +69,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                 rotation = (lifetime, served_lifetime.rotation_period(lifetime, policy))
             error = watched[cfg.role.name].error
             text = summary.summary(world, bound[0].url, aws.url, cfg.role.session_name, error, rotation)
+            if cfg.log_format == "json":  # stderr stays one JSON object per line
+                doc = {"event": "sandbox_ready", "summary": text.splitlines()}
+                text = json.dumps(doc, ensure_ascii=False)
             print(text, file=sys.stderr, flush=True)
 
         required = scenario.if_denied == "exit"

@@ -38,14 +38,21 @@ def run_daemon(
     wrap_sources: WrapSources | None = None,
     policy: RefreshPolicy | None = None,
     require_credentials: bool = True,
+    reconfigure: Callable[[], Config] | None = None,
 ) -> int:
     """Set up logging and run the daemon over cfg's roles until stopped. `wrap_sources`,
     `policy` and `require_credentials=False` are the sandbox's (served lifetime; serve a
-    denied role)."""
+    denied role); `reconfigure` reads the config again for a reload (SIGHUP)."""
     from imds_proxy.runtime import daemon
 
     logs.setup(cfg.log_format, cfg.log_level)
     sources, mfa_sessions = make_sources(cfg, client_factory, wrap_sources)
+
+    def reload() -> tuple[Config, dict[str, Source]]:
+        assert reconfigure is not None
+        new = reconfigure()
+        return new, make_sources(new, client_factory, wrap_sources)[0]
+
     try:
         asyncio.run(
             daemon.serve(
@@ -55,6 +62,7 @@ def run_daemon(
                 policy=policy,
                 on_ready=on_ready,
                 require_credentials=require_credentials,
+                reload=reload if reconfigure is not None else None,
             )
         )
     except CredentialsUnavailable as e:
@@ -64,4 +72,4 @@ def run_daemon(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args, cli_values(args))
-    return run_daemon(cfg)
+    return run_daemon(cfg, reconfigure=lambda: load_config(args, cli_values(args)))

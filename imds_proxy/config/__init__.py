@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from imds_proxy.config.admin import AdminSettings, build_admin
 from imds_proxy.config.clients import ClientMap, build_clients
 from imds_proxy.config.container import ContainerSettings, build_container
 from imds_proxy.config.identity import Identity, build_identity
@@ -51,6 +52,7 @@ KEYS = (
     "control_socket",
     "mfa_warn_ahead",
     "notify_command",
+    "admin_listen",
 )
 
 
@@ -73,6 +75,8 @@ class Config:
     mfa_warn_ahead: timedelta = timedelta(seconds=DEFAULT_MFA_WARN_AHEAD)
     #: Run with a message appended when an MFA session is about to end (e.g. notify-send).
     notify_command: tuple[str, ...] | None = None
+    #: The admin endpoint: /healthz, /readyz, /metrics.
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
     @property
     def role(self) -> RoleSpec:
@@ -178,6 +182,7 @@ def build(values: Mapping[str, Any], profiles: ProfileReader | None = None) -> C
         log_level=log_level,
         container=container,
         clients=clients,
+        admin=build_admin(values, listeners),
         **_mfa_and_control(values),
     )
 

@@ -42,6 +42,14 @@ class Listener:
         return replace(self, port=port)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_listener(value: str, key: str = "listen") -> Listener:
     """`HOST:PORT` or `[IPv6]:PORT`, optionally `=ROLE` (the role this listener serves)."""
     fix = "write HOST:PORT[=ROLE], e.g. 127.0.0.1:8169 or [::1]:8169=dev"
@@ -56,6 +64,10 @@ def parse_listener(value: str, key: str = "listen") -> Listener:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise ConfigError(key, f"{host!r} is not an IPv6 address", fix) from None
+    if host != "localhost" and not _is_ip(host):
+        # Binding resolves a name through DNS; a listener must be an address of this host.
+        fix_ip = "write an IP address of this host, e.g. 127.0.0.1"
+        raise ConfigError(key, f"{host!r} is a name, not an IP address", fix_ip)
     if not 0 <= port <= 65535:
         raise ConfigError(key, f"port {port} is out of range", "use a port from 1 to 65535")
     return Listener(host, port, role or None)

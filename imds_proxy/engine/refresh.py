@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from datetime import datetime
 
 from cachetools import TLRUCache
 
 from imds_proxy.engine.credentials import Clock, Credentials, Served, Source, wire_time
+from imds_proxy.engine.observe import SUCCESS, EngineObserver, NoObserver
 from imds_proxy.engine.policy import RefreshPolicy, backoff_delay, refresh_at, serve_floor
 from imds_proxy.engine.role_state import RoleState, RoleStatus
 from imds_proxy.errors import CredentialsUnavailable, SourceError
@@ -40,23 +42,43 @@ class CredentialEngine:
         clock: Clock,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: EngineObserver | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._roles = {name: RoleState(name, source) for name, source in sources.items()}
-        for name, source in sources.items():
-            if source.upstream is not None and source.upstream not in self._roles:
-                raise ValueError(f"role {name} chains off {source.upstream}, which has no source")
+        self._roles = _states(sources, {})
+        self._observer: EngineObserver = observer or NoObserver()
+        self._monotonic = monotonic
         self._policy = policy
         self._clock = clock
         self._rng = rng or random.Random()
         self._sleep = sleep
-        margin = policy.expiry_margin
+        self._cache = self._new_cache()
+
+    def _new_cache(self) -> TLRUCache[Hashable, Served]:
+        margin = self._policy.expiry_margin
         # cachetools drops an entry once our clock passes its expiry (less the margin), so a
         # lookup can never hand out expired credentials, whatever the timer did meanwhile.
-        self._cache: TLRUCache[Hashable, Served] = TLRUCache(
+        return TLRUCache(
             maxsize=max(16, 2 * len(self._roles)),
             ttu=lambda _key, served, _now: (served.credentials.expiration - margin).timestamp(),
             timer=lambda: self._clock().timestamp(),
         )
+
+    def observe(self, observer: EngineObserver) -> None:
+        """From now on, report every source call to `observer` (the daemon's metrics)."""
+        self._observer = observer
+
+    def update(self, sources: Mapping[str, Source]) -> None:
+        """Serve these roles from now on (a reload): a role whose source has the same
+        cache_key keeps its state and cached credentials; others start afresh; roles not in
+        `sources` are dropped. Fetches in flight for dropped or changed roles finish unseen."""
+        roles = _states(sources, self._roles)
+        kept = {role.key for role in roles.values()}
+        previous, self._roles = self._cache, roles
+        self._cache = self._new_cache()  # sized for the new roles
+        for key, served in previous.items():
+            if key in kept:
+                self._cache[key] = served
 
     @property
     def role_names(self) -> tuple[str, ...]:
@@ -150,7 +172,14 @@ class CredentialEngine:
         role.fetches += 1
         try:
             upstream = await self._upstream(role)
-            creds = await (role.source.fetch(upstream) if upstream is not None else role.source.fetch())
+            started = self._monotonic()
+            try:
+                creds = await (role.source.fetch(upstream) if upstream is not None else role.source.fetch())
+            except Exception as e:
+                code = e.code if isinstance(e, SourceError) else "error"
+                self._observer.fetched(role.name, code, self._monotonic() - started)
+                raise
+            self._observer.fetched(role.name, SUCCESS, self._monotonic() - started)
         except SourceError as e:
             self._failed(role, e)
             raise
@@ -293,3 +322,14 @@ class CredentialEngine:
             waiting=role.waiting,
             key_suffix=creds.key_suffix if creds else None,
         )
+
+
+def _states(sources: Mapping[str, Source], current: Mapping[str, RoleState]) -> dict[str, RoleState]:
+    """A state per role: the current one where the source's cache_key is unchanged."""
+    states = {}
+    for name, source in sources.items():
+        if source.upstream is not None and source.upstream not in sources:
+            raise ValueError(f"role {name} chains off {source.upstream}, which has no source")
+        old = current.get(name)
+        states[name] = old if old is not None and old.key == source.cache_key else RoleState(name, source)
+    return states

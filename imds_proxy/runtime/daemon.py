@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,11 +22,15 @@ from imds_proxy.engine.mfa import MfaSession
 from imds_proxy.engine.policy import RefreshPolicy
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
-from imds_proxy.errors import CredentialsUnavailable, ListenError
-from imds_proxy.runtime import control_socket
+from imds_proxy.errors import CredentialsUnavailable, ImdsProxyError, ListenError
+from imds_proxy.runtime import audit, control_socket, notify
+from imds_proxy.runtime.admin_site import AdminSite
 from imds_proxy.runtime.control_socket import ControlServer
 from imds_proxy.runtime.controller import Controller
+from imds_proxy.runtime.metrics import Metrics
 from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier
+from imds_proxy.runtime.notify import sd_notify
+from imds_proxy.runtime.reload import ListenerSet, Reloader, bind_hint
 from imds_proxy.server.app import create_app
 
 log = logging.getLogger("imds_proxy.daemon")
@@ -35,35 +38,12 @@ log = logging.getLogger("imds_proxy.daemon")
 OnReady = Callable[[list[Listener]], None]
 
 
-def sd_notify(state: str) -> None:
-    """Tell systemd (Type=notify) our state; a no-op outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(address)
-            s.sendall(state.encode())
-        except OSError as e:
-            log.warning("sd_notify failed: %s", e)
-
-
 async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
     site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
     try:
         await site.start()
     except OSError as e:
-        hint = "pick another --listen port, or stop what holds it"
-        if e.errno == 99:  # EADDRNOTAVAIL
-            hint = (
-                f"{listener.host} is not an address of this host: "
-                "add it (e.g. `ip addr add`) or listen elsewhere"
-            )
-        elif e.errno == 13:  # EACCES
-            hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE"
-        raise ListenError(f"cannot listen on {listener}: {e.strerror}; {hint}") from None
+        raise ListenError(f"cannot listen on {listener}: {e.strerror}; {bind_hint(listener, e)}") from None
     # With port 0 the kernel picks the port: report the one actually bound.
     return listener.bound_to(int(runner.addresses[0][1]))
 
@@ -135,48 +115,103 @@ async def serve(
     policy: RefreshPolicy | None = None,
     on_ready: OnReady | None = None,
     require_credentials: bool = True,
+    reload: Reloader | None = None,
 ) -> None:
-    """Build the engine over `sources` and own it: prime it, start the services (control
-    socket, MFA watcher), bind every listener (one app each, all handed the engine), report
-    ready, run its refresh until SIGTERM/SIGINT, and stop it.
+    """Build the engine over `sources` and own it: start the admin endpoint, prime the engine,
+    start the services (control socket, MFA watcher), bind every listener (one app each, all
+    handed the engine), report ready, run its refresh until SIGTERM/SIGINT — reloading on
+    SIGHUP with `reload` — and stop it, letting requests in flight finish.
 
     Raises CredentialsUnavailable when the first credentials cannot be had, ListenError
     when a listener cannot be bound; nothing is served in either case (with
     require_credentials=False, see prime()).
     """
     stop = asyncio.Event()
+    hup = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    signals = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: hup.set}
+    for sig, handler in signals.items():
+        loop.add_signal_handler(sig, handler)
     engine = build_engine(config, sources, policy)
+    metrics = Metrics(lambda: [engine.status(name) for name in engine.role_names])
+    engine.observe(metrics)
     tokens = TokenIssuer(time.time)
-    runners: list[web.AppRunner] = []
+    listeners = ListenerSet(lambda cfg, lst: create_app(cfg, engine, lst, tokens=tokens, observer=metrics))
+    current = config
     try:
         async with contextlib.AsyncExitStack() as started:
+            started.enter_context(audit.queued())
+            admin = AdminSite(config.admin, metrics.render, lambda: _unready(engine, listeners.bound))
+            await started.enter_async_context(admin)
             await prime(engine, required=require_credentials)
             await started.enter_async_context(engine.running())
             for service in _services(config, engine, mfa_sessions or {}):
                 await started.enter_async_context(service)
-            bound: list[Listener] = []
             for listener in config.listeners:
-                runner, where = await open_listener(config, engine, listener, tokens=tokens)
-                runners.append(runner)
-                bound.append(where)
-                _log_listener(config, where)
+                _log_listener(config, await listeners.start(config, listener))
+            if admin.url:
+                log.info("admin endpoint on %s (/healthz /readyz /metrics)", admin.url)
             if on_ready:
-                on_ready(bound)
+                on_ready(listeners.bound)
             sd_notify("READY=1")
-            await stop.wait()
-            log.info("stopping")
+            interval = notify.watchdog_interval(os.environ, os.getpid())
+            if interval is not None:
+                started.callback(asyncio.create_task(notify.keep_alive(interval)).cancel)
+            while not stop.is_set():
+                await _first(stop, hup)
+                if hup.is_set() and not stop.is_set():
+                    hup.clear()
+                    current = await _reload(current, reload, engine, listeners)
+            log.info("stopping")  # new connections refused; those in flight finish (bounded)
             sd_notify("STOPPING=1")
-            for runner in runners:
-                await runner.cleanup()
-            runners.clear()
+            await listeners.close_all()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in signals:
             loop.remove_signal_handler(sig)
-        for runner in runners:
-            await runner.cleanup()
+        await listeners.close_all()
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until one of `events` is set."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def _reload(
+    current: Config, reload: Reloader | None, engine: CredentialEngine, listeners: ListenerSet
+) -> Config:
+    """SIGHUP: the next config, or the current one kept when the next cannot be had (one line)."""
+    if reload is None:
+        log.warning("reload: not supported here (SIGHUP ignored)")
+        return current
+    sd_notify(notify.reloading())
+    try:
+        new, sources = await asyncio.to_thread(reload)  # files, profiles, boto3 clients
+        await listeners.reload(current, new, engine, sources)
+    except (ImdsProxyError, ValueError) as e:
+        log.error("reload refused, the running config stays: %s", e)
+        return current
+    finally:
+        sd_notify("READY=1")
+    log.info("reloaded: roles %s", ", ".join(engine.role_names))
+    await prime(engine, required=False)  # added and changed roles fetched now, not at first request
+    return new
+
+
+def _unready(engine: CredentialEngine, bound: list[Listener]) -> str | None:
+    """Why the daemon is not ready (every listener bound, every role with valid credentials)."""
+    if not bound:
+        return "the listeners are not bound yet"
+    for name in engine.role_names:
+        if engine.cached(name) is None:
+            status = engine.status(name)
+            why = f": {status.last_error}" if status.last_error else ""
+            return f"role {name} holds no valid credentials{why}"
+    return None
 
 
 def _log_listener(config: Config, where: Listener) -> None:

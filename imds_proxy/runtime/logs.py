@@ -25,6 +25,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             doc["error"] = record.exc_info[0].__name__
+        # An audit record (runtime.audit): its fields, "event": "credentials_served" first among them.
+        doc.update(getattr(record, "audit", None) or {})
         return json.dumps(doc, ensure_ascii=False)
 
 

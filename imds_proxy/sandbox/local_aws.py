@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -60,6 +61,10 @@ class LocalAws:
         if os.environ.pop("MOTO_ACCOUNT_ID", None) is not None:
             log.warning("ignoring MOTO_ACCOUNT_ID: the sandbox's accounts come from the scenario")
         try:
+            if self._port:
+                # werkzeug's thread would log the busy port and leave start() waiting forever.
+                with socket.socket() as probe:
+                    probe.bind((self._host, self._port))
             self._server.start()
         except OSError as e:
             raise SandboxUnavailable(

@@ -15,6 +15,9 @@ from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.server import appkeys, container, imds
 from imds_proxy.server.gates import request_gate
+from imds_proxy.server.live import Live
+from imds_proxy.server.observe import AuditOnly, RequestObserver
+from imds_proxy.server.watch import watch_requests
 
 
 def create_app(
@@ -25,25 +28,28 @@ def create_app(
     clock: Clock = utc_now,
     token_clock: Callable[[], float] = time.time,
     tokens: TokenIssuer | None = None,
+    observer: RequestObserver | None = None,
 ) -> web.Application:
     """The application for one listener (default: the config's first): the request gate for
     every request, then the channels the listener speaks — the IMDS routes for its role, the
     container-credentials sub-app at /v1/credentials — all from `engine`.
 
     The app never owns the engine: whoever built it (the daemon, exec, a test) runs its
-    refresh. Listeners of one daemon share the engine and the token issuer.
+    refresh. Listeners of one daemon share the engine and the token issuer. `observer` hears
+    of every request and credential set served (default: the audit line only). What the app
+    serves is held in app[appkeys.LIVE]: the daemon's reload swaps config and listener there.
     """
     listener = listener or config.listeners[0]
-    app = web.Application(middlewares=[request_gate])
-    app[appkeys.CONFIG] = config
+    started = clock()
+    live = Live(config, listener, lambda view: imds.static_tree(view, started))
+    app = web.Application(middlewares=[watch_requests, request_gate])
+    app[appkeys.LIVE] = live
     app[appkeys.ENGINE] = engine
     app[appkeys.CLOCK] = clock
     app[appkeys.TOKENS] = tokens or TokenIssuer(token_clock)
-    app[appkeys.STARTED] = clock()
-    app[appkeys.LISTENER] = listener
-    if "container" in listener.channels:
-        app.add_subapp(PATH, container.create_app(config, engine, listener))
+    app[appkeys.STARTED] = started
+    app[appkeys.OBSERVER] = observer or AuditOnly()
+    app.add_subapp(PATH, container.create_app(live, engine))
     app.router.add_route("*", PATH + "{tail:.*}", container.not_found)  # before IMDS's catch-all
-    if "imds" in listener.channels:
-        imds.setup(app)
+    imds.setup(app)
     return app

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from aiohttp import web
 
@@ -16,6 +17,8 @@ from imds_proxy.engine.tokens import TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, parse
 from imds_proxy.errors import CredentialsUnavailable
 from imds_proxy.server import appkeys
 from imds_proxy.server.gates import normalize, refuse
+from imds_proxy.server.live import View
+from imds_proxy.server.observe import Channel, CredentialsServed
 
 log = logging.getLogger("imds_proxy.imds")
 
@@ -36,14 +39,12 @@ def listing(*items: str) -> str:
     return "\n".join(items)
 
 
-def static_tree(app: web.Application) -> dict[str, str]:
-    """Every path whose answer does not change while the daemon runs, rendered once."""
-    config = app[appkeys.CONFIG]
-    role = config.listener_role(app[appkeys.LISTENER])
+def static_tree(view: View, started: datetime) -> dict[str, str]:
+    """Every path whose answer does not change until the next reload, rendered once."""
+    config, role = view.config, view.role
     spec = config.roles[role]
     # The instance profile is named after the role this listener serves.
     ident = dataclasses.replace(config.identity, account_id=spec.account_id, instance_profile_name=role)
-    started = app[appkeys.STARTED]
     return {
         "/": listing("latest"),
         "/latest": listing("dynamic", "meta-data"),
@@ -90,12 +91,14 @@ async def put_token(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def get_credentials(request: web.Request, role: str, extended: bool) -> web.StreamResponse:
+async def get_credentials(request: web.Request, view: View, extended: bool) -> web.StreamResponse:
     """The role's credential document; EC2's error document when none are valid."""
+    role = view.role
     # With a client map, a container on the network must not get this listener's role by
     # speaking IMDS instead of the container protocol (which the map guards).
-    if not request.app[appkeys.LISTENER].clients.allows(request.remote, role, loopback_exempt=True):
-        return refuse(request, 404, f"Not Found (role {role} is not mapped to this client)")
+    if not view.listener.clients.allows(request.remote, role, loopback_exempt=True):
+        why = f"Not Found (role {role} is not mapped to this client)"
+        return refuse(request, 404, why, refused="not_mapped")
     engine = request.app[appkeys.ENGINE]
     try:
         served = await engine.served(role)
@@ -103,22 +106,24 @@ async def get_credentials(request: web.Request, role: str, extended: bool) -> we
         log.warning("no credentials served client=%s role=%s: %s", request.remote, role, e)
         now = request.app[appkeys.CLOCK]()
         return text(to_json(imds_error_document(e.code, str(e), now)))
-    key = served.credentials.key_suffix
-    log.info("served credentials client=%s role=%s key=%s", request.remote, role, key)
+    token = request.headers.get(TOKEN_HEADER)
+    channel: Channel = "imdsv1" if token is None else "imdsv2"
+    event = CredentialsServed.of(request, role, served.credentials.key_suffix, channel, token)
+    request.app[appkeys.OBSERVER].served(event)
     body = served.imds_extended if extended else served.imds
     return web.Response(body=body, content_type="text/plain")
 
 
-def token_refusal(request: web.Request) -> web.Response | None:
+def token_refusal(request: web.Request, view: View) -> web.Response | None:
     """IMDSv2: every GET needs a valid session token (HttpTokens=required), unless IMDSv1
     is enabled, in which case only a *missing* token is let through. None: go on."""
     token = request.headers.get(TOKEN_HEADER)
     if token is None:
-        if request.app[appkeys.CONFIG].imdsv1:
+        if view.config.imdsv1:
             return None
-        return refuse(request, 401, "Unauthorized (IMDSv2 token required)")
+        return refuse(request, 401, "Unauthorized (IMDSv2 token required)", refused="token_missing")
     if not request.app[appkeys.TOKENS].verify(token):
-        return refuse(request, 401, "Unauthorized (invalid or expired token)")
+        return refuse(request, 401, "Unauthorized (invalid or expired token)", refused="token_invalid")
     return None
 
 
@@ -134,15 +139,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return refuse(request, 403, "Forbidden (tokens come from /latest/api/token)")
     if request.method not in ("GET", "HEAD"):
         return _not_allowed(request, "GET, HEAD")
-    if (refusal := token_refusal(request)) is not None:
+    view = request.app[appkeys.LIVE].view  # one state for the whole request, whatever a reload does
+    if (refusal := token_refusal(request, view)) is not None:
         return refusal
-    body = request.app[STATIC].get(path)
+    body = view.static.get(path)
     if body is not None:
         return text(body)
     parent, _, leaf = path.rpartition("/")
-    role = request.app[appkeys.CONFIG].listener_role(request.app[appkeys.LISTENER])
-    if parent in (CREDS, CREDS_EXT) and leaf == role:
-        return await get_credentials(request, role, extended=parent == CREDS_EXT)
+    if parent in (CREDS, CREDS_EXT) and leaf == view.role:
+        return await get_credentials(request, view, extended=parent == CREDS_EXT)
     return refuse(request, 404, "Not Found")
 
 
@@ -152,10 +157,6 @@ def _not_allowed(request: web.Request, allow: str) -> web.Response:
     return response
 
 
-STATIC = web.AppKey("imds_static", dict[str, str])
-
-
 def setup(app: web.Application) -> None:
-    """Add the IMDS routes to an app whose CONFIG, LISTENER and STARTED are set."""
-    app[STATIC] = static_tree(app)
+    """Add the IMDS routes to an app."""
     app.router.add_route("*", "/{tail:.*}", dispatch)

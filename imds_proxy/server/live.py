@@ -1,0 +1,41 @@
+"""What a listener's app serves right now — the config and the listener value — held so that a
+reload swaps it in one assignment while requests keep being answered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from imds_proxy.config import Config
+from imds_proxy.config.listeners import Listener
+
+
+@dataclass(frozen=True)
+class View:
+    """One consistent state: a request reads one View and never sees half a reload."""
+
+    config: Config
+    listener: Listener
+    #: IMDS paths whose answers do not change until the next View, rendered once.
+    static: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def role(self) -> str:
+        return self.config.listener_role(self.listener)
+
+
+class Live:
+    """The current View of one app; `swap` replaces it (the daemon's reload)."""
+
+    def __init__(
+        self, config: Config, listener: Listener, render: Callable[[View], Mapping[str, str]]
+    ) -> None:
+        self._render = render
+        self.view = self._view(config, listener)
+
+    def _view(self, config: Config, listener: Listener) -> View:
+        bare = View(config, listener)
+        return View(config, listener, self._render(bare))
+
+    def swap(self, config: Config, listener: Listener) -> None:
+        self.view = self._view(config, listener)

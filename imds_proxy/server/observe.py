@@ -1,0 +1,92 @@
+"""What the apps report to whoever watches (metrics, the audit trail): one call per request, one
+per credential set served; the observer that only writes the audit line is the default."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from aiohttp import web
+
+#: The audit trail's logger: the daemon sends it through a queue to its own handler.
+AUDIT_LOGGER = "imds_proxy.audit"
+audit_log = logging.getLogger(AUDIT_LOGGER)
+
+Channel = Literal["imdsv1", "imdsv2", "container"]
+#: User agents are client-chosen text: cut to this length before they reach a log line.
+_USER_AGENT_MAX = 200
+
+
+class Refusal(web.Response):
+    """An answer that turns a client away, carrying why (the clients_refused metric's reason)."""
+
+    def __init__(self, *, refused: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refused = refused
+
+
+def token_hash(token: str | None) -> str | None:
+    """Enough of the token's SHA-256 to tell sessions apart in the audit trail, never the token."""
+    if token is None:
+        return None
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CredentialsServed:
+    """One credential set handed to one client: the audit record (CloudTrail's AssumeRole, locally)."""
+
+    client: str | None
+    user_agent: str | None
+    role: str
+    key_suffix: str
+    channel: Channel
+    token_hash: str | None
+
+    @classmethod
+    def of(
+        cls, request: web.Request, role: str, key: str, channel: Channel, token: str | None
+    ) -> CredentialsServed:
+        ua = request.headers.get("User-Agent")
+        agent = ua[:_USER_AGENT_MAX] if ua else None
+        return cls(request.remote, agent, role, key, channel, token_hash(token))
+
+    def fields(self) -> dict[str, str | None]:
+        return {
+            "event": "credentials_served",
+            "channel": self.channel,
+            "client": self.client,
+            "role": self.role,
+            "key": self.key_suffix,
+            "token_hash": self.token_hash,
+            "user_agent": self.user_agent,
+        }
+
+    def line(self) -> str:
+        """The text form: key=value, the user agent JSON-quoted (escaped: it is the client's text)."""
+        return (
+            f"served credentials channel={self.channel} client={self.client} role={self.role} "
+            f"key={self.key_suffix} token={self.token_hash or '-'} "
+            f"ua={json.dumps(self.user_agent, ensure_ascii=True)}"
+        )
+
+
+class RequestObserver(Protocol):
+    def request(self, listener: str, route: str, status: int, refused: str | None) -> None:
+        """A request was answered (`refused`: why a client was turned away, if it was)."""
+
+    def served(self, event: CredentialsServed) -> None:
+        """A credential set was served."""
+
+
+class AuditOnly:
+    """The default observer: the audit line for each credential set served, nothing else."""
+
+    def request(self, listener: str, route: str, status: int, refused: str | None) -> None:
+        return None
+
+    def served(self, event: CredentialsServed) -> None:
+        audit_log.info(event.line(), extra={"audit": event.fields()})

@@ -1,0 +1,70 @@
+"""A newcomer's friction (issue 11, point 6), each as the newcomer met it: a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from procs import daemon, isolated_env, run
+
+
+def test_unknown_flag_prints_the_sub_commands_usage(tmp_path: Path) -> None:
+    result = run(["serve", "--rolearn", "X"], isolated_env(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: imds-proxy serve")
+    assert "unrecognized arguments: --rolearn X" in result.stderr
+
+
+def test_env_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    os.close(read)  # `| head -3` that has already gone
+    env = isolated_env(tmp_path, {"IMDS_PROXY_ROLE_ARN": "arn:aws:iam::123456789012:role/dev"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "imds_proxy", "env", "--shell", "fish"],
+        stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=30,
+    )  # fmt: skip
+    os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
+
+
+def test_env_without_a_config_names_the_config_not_role_arn(tmp_path: Path) -> None:
+    for command in (["env"], ["healthcheck"]):
+        result = run(command, isolated_env(tmp_path))
+        assert result.returncode == 2
+        assert "--config" in result.stderr and "--role-arn" not in result.stderr, result.stderr
+
+
+def test_listen_on_a_name_says_to_write_an_address(tmp_path: Path) -> None:
+    args = ["serve", "--role-arn", "arn:aws:iam::123456789012:role/dev", "--listen", "example.com:18169"]
+    result = run(args, isolated_env(tmp_path))
+    assert result.returncode == 2  # refused before anything resolves or binds
+    assert "is a name, not an IP address" in result.stderr and "another port" not in result.stderr
+
+
+def test_sandbox_on_a_busy_aws_port_exits_1_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        aws_port = ["--aws-port", str(port)]
+        for args in (["sandbox", *aws_port], ["exec", "--sandbox", *aws_port, "--", "true"]):
+            result = run(args, isolated_env(tmp_path), timeout=30)
+            assert result.returncode == 1
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "pick another --aws-port" in lines[0], result.stderr
+
+
+def test_sandbox_summary_is_json_under_log_format_json(tmp_path: Path) -> None:
+    args = ["sandbox", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log-format", "json"]
+    with daemon(args, isolated_env(tmp_path)) as d:
+        d.wait_for(r'"event": "sandbox_ready"')
+        assert d.stop() == 0
+    for line in d.stderr:
+        json.loads(line)  # every stderr line is a JSON object
+    ready = next(json.loads(line) for line in d.stderr if "sandbox_ready" in line)
+    assert any("aws sts get-caller-identity" in line for line in ready["summary"])
