@@ -115,6 +115,8 @@ class FakeSts:
         self.temporary = False
         self.role_lifetime = timedelta(hours=1)
         self.fail_assume: Exception | None = None
+        #: Who GetCallerIdentity says the source credentials are.
+        self.caller_arn = "arn:aws:iam::123456789012:user/source"
         self._shared: FakeSts = self
 
     def keyed(self, _base: object, access_key_id: str, _secret: str, _token: str) -> FakeSts:
@@ -179,3 +181,36 @@ class FakeSts:
                 "Arn": f"arn:aws:sts::123456789012:assumed-role/r/{params['RoleSessionName']}"
             },
         }
+
+    def get_caller_identity(self) -> dict[str, Any]:
+        self.log.append({"operation": "GetCallerIdentity", "signer": self.signer})
+        arn = self._shared.caller_arn
+        return {"Arn": arn, "Account": arn.split(":")[4], "UserId": "AIDAFAKE"}
+
+
+class FakeIam:
+    """An IAM client double for what moto cannot model: iam:SimulatePrincipalPolicy answers
+    `decision` (or raises `refuse`, a ClientError code); iam:GetRole answers `role` or
+    AccessDenied when it is None."""
+
+    def __init__(self, decision: str = "allowed", role: dict[str, Any] | None = None) -> None:
+        self.decision = decision
+        self.role = role
+        self.refuse: str | None = None
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    @staticmethod
+    def _denied(operation: str, code: str = "AccessDenied") -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "not authorized"}}, operation)
+
+    def get_role(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(("GetRole", params))
+        if self.role is None:
+            raise self._denied("GetRole")
+        return {"Role": self.role}
+
+    def simulate_principal_policy(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(("SimulatePrincipalPolicy", params))
+        if self.refuse is not None:
+            raise self._denied("SimulatePrincipalPolicy", self.refuse)
+        return {"EvaluationResults": [{"EvalActionName": "sts:AssumeRole", "EvalDecision": self.decision}]}

@@ -1,5 +1,5 @@
 """The parser and main(); one module per sub-command (serve, sandbox, exec, env, healthcheck,
-control = mfa and roles), shared option helpers (common)."""
+doctor, control = mfa and roles), shared option helpers (common)."""
 
 
 from imds_proxy.cli.parser import main

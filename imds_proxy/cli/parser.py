@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--role", help="the configured role to use (default: the first listener's)")
     env.set_defaults(func="env:cmd_env")
 
+    _add_doctor(sub)
+
     health = sub.add_parser(
         "healthcheck",
         help="exit 0 if the running daemon serves valid credentials on every listener",
@@ -204,6 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
         # Unknown flags are reported by the sub-command's parser, with its usage, not the top's.
         command.set_defaults(sub_parser=command)
     return parser
+
+
+def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    doctor = sub.add_parser(
+        "doctor",
+        help="check our own credentials, AssumeRole of each role, the daemon, and what shadows IMDS",
+        description="Check, one verdict line a step, what serving the configured roles needs: our own "
+        "credentials (sts:GetCallerIdentity), AssumeRole of each role (on a denial, which side "
+        "refuses), the daemon at the IMDS endpoint this shell's SDKs use, and anything in this shell "
+        "that wins over IMDS. Exit 0 only if every step passes. Prints key ids only by their suffix.",
+    )
+    doctor.add_argument("--config", type=Path, help="TOML config file (same keys as serve's options)")
+    doctor.add_argument("--sandbox", action="store_true", help="check the scenario's role in a local AWS")
+    doctor.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE", help="with --sandbox")
+    doctor.add_argument("--variant", help="with --sandbox: a variant of the scenario")
+    doctor.add_argument("--aws-port", type=int, default=0, help="with --sandbox: port of the local AWS")
+    doctor.add_argument("--timeout", type=float, default=1.0, help="seconds per request to IMDS (default 1)")
+    _add(doctor, _SERVE)
+    _add(doctor, {k: v for k, v in _ROLE_OPTIONS.items() if k != "--control-socket"})
+    _add(doctor, {k: _COMMON[k] for k in ("--role-session-name", "--duration", "--log-format")})
+    doctor.set_defaults(func="doctor:cmd_doctor")
 
 
 def _command(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from imds_proxy.sandbox.scenarios.model import Scenario
 
 
-def _scenario_config(args: argparse.Namespace, scenario: Scenario, dropped: tuple[str, ...] = ()) -> Config:
+def scenario_config(args: argparse.Namespace, scenario: Scenario, dropped: tuple[str, ...] = ()) -> Config:
     """The environment's and the options' config, serving the scenario's role in its region.
     An STS endpoint of the user's own does not apply: STS is the local AWS's."""
     values = config.merge(config.read_env(os.environ), cli_values(args))
@@ -43,7 +43,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         return 0
     # Validate everything before starting anything.
     scenario = scenario_file.load(args.scenario, args.variant)
-    cfg = _scenario_config(args, scenario)
+    cfg = scenario_config(args, scenario)
     lifetime = None
     policy = RefreshPolicy.of(cfg)
     if args.served_lifetime is not None:
@@ -81,7 +81,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 #: Keys about the daemon's own listeners, which exec does not open (it serves a private one).
 #: Dropped for the sandbox, whose single role they could not refer to.
-_NOT_FOR_EXEC = ("listen", "clients", "container_token", "container_token_file")
+NOT_FOR_EXEC = ("listen", "clients", "container_token", "container_token_file")
 
 
 def cmd_exec_sandbox(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def cmd_exec_sandbox(args: argparse.Namespace) -> int:
     from imds_proxy.sandbox.scenarios import file as scenario_file
 
     scenario = scenario_file.load(args.scenario, args.variant)
-    cfg = _scenario_config(args, scenario, _NOT_FOR_EXEC)  # validate everything before starting anything
+    cfg = scenario_config(args, scenario, NOT_FOR_EXEC)  # validate everything before starting anything
     role = pick_role(cfg, args.role)
     logs.setup(cfg.log_format, "WARNING" if quiet else cfg.log_level)
     with sandbox.session(scenario, args.aws_port) as (aws, world):

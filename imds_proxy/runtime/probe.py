@@ -44,7 +44,11 @@ def check(listener: Listener, clock: Clock, timeout: float = DEFAULT_TIMEOUT) ->
     """One line describing the healthy listener; raises Unhealthy. Prints no secret."""
     if listener.port == 0:
         raise Unhealthy(f"{listener} has port 0 (chosen at start): probe a fixed port with --listen")
-    base = container.base_url(container.client_host(listener), listener.port) + "/"
+    return check_url(container.base_url(container.client_host(listener), listener.port) + "/", clock, timeout)
+
+
+def check_url(base: str, clock: Clock, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """check() for an IMDS base URL ending in a slash (doctor probes the one SDKs would use)."""
     put = urllib.request.Request(base + "latest/api/token", method="PUT", headers={TTL_HEADER: "60"})
     headers = {TOKEN_HEADER: _call(put, timeout)}
     role = _call(urllib.request.Request(base + CREDS, headers=headers), timeout)

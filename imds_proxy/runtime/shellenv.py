@@ -108,24 +108,26 @@ _CONFIG_KEYS = (
 )
 
 
-def _profile_has(path: Path, sections: tuple[str, ...], keys: tuple[str, ...]) -> bool:
+def _profile_keys(path: Path, sections: tuple[str, ...], keys: tuple[str, ...]) -> list[str]:
     parser = configparser.RawConfigParser()
     try:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, OSError, UnicodeDecodeError):
-        return False
-    return any(parser.has_option(s, k) for s in sections if parser.has_section(s) for k in keys)
+        return []
+    return [k for s in sections if parser.has_section(s) for k in keys if parser.has_option(s, k)]
 
 
-def shadowing_files(env: Mapping[str, str]) -> list[str]:
-    """AWS config files whose default profile has credentials. SDKs use those before the
-    container endpoint or IMDS, and unsetting variables cannot change that."""
+def shadowing_settings(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(file, setting) for each setting of a default profile that gives SDKs credentials before
+    the container endpoint or IMDS; unsetting variables cannot change that."""
     home = Path(env.get("HOME") or Path.home())
     credentials = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
     config = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
-    found = []
-    if _profile_has(credentials, ("default",), _CREDENTIALS_KEYS):
-        found.append(str(credentials))
-    if _profile_has(config, ("default", "profile default"), _CONFIG_KEYS):
-        found.append(str(config))
+    found = [(str(credentials), k) for k in _profile_keys(credentials, ("default",), _CREDENTIALS_KEYS)]
+    found += [(str(config), k) for k in _profile_keys(config, ("default", "profile default"), _CONFIG_KEYS)]
     return found
+
+
+def shadowing_files(env: Mapping[str, str]) -> list[str]:
+    """AWS config files whose default profile has credentials (shadowing_settings' files)."""
+    return list(dict.fromkeys(path for path, _ in shadowing_settings(env)))

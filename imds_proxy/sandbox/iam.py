@@ -39,7 +39,6 @@ one account a trust policy naming a principal's ARN grants AssumeRole without th
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -53,9 +52,10 @@ from moto.iam.models import iam_backends
 from moto.iam.utils import format_incoming_conditional_values
 from moto.utilities.utils import get_partition
 
+from imds_proxy.aws.trust import ASSUME_ROLE, concerns_assume_role, listed, principal_matches
+from imds_proxy.aws.trust import wildcard_match as _matches
 from imds_proxy.config.arns import account_of
 
-ASSUME_ROLE = "sts:AssumeRole"
 ALLOW, DENY, NEUTRAL = PermissionResult.PERMITTED, PermissionResult.DENIED, PermissionResult.NEUTRAL
 
 #: IAM user ARN → the service principal that user stands in for (process-wide, like moto's settings).
@@ -73,42 +73,6 @@ def enforce() -> None:
     access_control.IAMRequest = AssumeRoleRequest  # type: ignore[misc]  # imported by name per request
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     ActionAuthenticatorMixin.request_count = 0
-
-
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [] if value is None else [value]
-
-
-def _matches(patterns: Iterable[Any], value: str, *, ignore_case: bool = True) -> bool:
-    """IAM wildcard match (`*`, `?`); case-insensitive by default, as IAM compares action names."""
-    for p in patterns:
-        rx = re.escape(str(p)).replace(r"\*", ".*").replace(r"\?", ".")
-        if re.fullmatch(rx, value, re.IGNORECASE if ignore_case else 0):
-            return True
-    return False
-
-
-def _names(caller: str) -> set[str]:
-    """Every AWS principal string that designates `caller` in a trust policy."""
-    account = account_of(caller)
-    names = {"*", caller, account, f"arn:aws:iam::{account}:root"}
-    session = re.fullmatch(r"arn:aws:sts::(\d{12}):assumed-role/([^/]+)/.+", caller)
-    if session:  # a role session is also designated by its role's ARN
-        names.add(f"arn:aws:iam::{session.group(1)}:role/{session.group(2)}")
-    return names
-
-
-def principal_matches(principal: Any, caller: str, service: str | None) -> bool:
-    """Does a statement's Principal designate the caller (an ARN), or `service` for a stand-in?"""
-    if principal == "*":
-        return True
-    if not isinstance(principal, dict):
-        return False
-    if service is not None:
-        return service in _listed(principal.get("Service"))
-    aws = {str(p) for p in _listed(principal.get("AWS"))}
-    aws |= {re.sub(r":role/.*/", ":role/", p) for p in aws}  # a role ARN may carry a path
-    return bool(aws & _names(caller))
 
 
 _STRING_TESTS: dict[str, Callable[[str, list[Any]], bool]] = {
@@ -135,7 +99,7 @@ def conditions_hold(conditions: dict[str, Any], context: dict[str, str]) -> bool
             elif actual is None:
                 holds = operator.endswith("IfExists") or "Not" in base
             else:
-                holds = _STRING_TESTS[base](actual, _listed(expected))
+                holds = _STRING_TESTS[base](actual, listed(expected))
             if not holds:
                 return False
     return True
@@ -148,12 +112,8 @@ def trust_decision(
     `context` holds the request's condition keys (e.g. sts:ExternalId)."""
     doc = json.loads(document)
     result = NEUTRAL
-    for st in _listed(doc.get("Statement")):
-        if "Action" in st:
-            concerned = _matches(_listed(st["Action"]), ASSUME_ROLE)
-        else:
-            concerned = not _matches(_listed(st.get("NotAction")), ASSUME_ROLE)
-        if not concerned or not principal_matches(st.get("Principal"), caller, service):
+    for st in listed(doc.get("Statement")):
+        if not concerns_assume_role(st) or not principal_matches(st.get("Principal"), caller, service):
             continue
         if not conditions_hold(st.get("Condition") or {}, context or {}):
             continue
