@@ -216,3 +216,21 @@ def test_sandbox_child_is_bound_by_the_scenarios_iam(tmp_path: Path) -> None:
     result = sandbox_exec(tmp_path, sys.executable, "-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "AccessDenied"]
+
+
+def test_exec_profile_gives_the_child_the_profiles_region(tmp_path: Path, local_aws: Any) -> None:
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text(
+        f"[profile dev]\nrole_arn = {local_aws.role_arn}\nsource_profile = src\nregion = eu-west-1\n"
+    )
+    env = exec_env(
+        tmp_path,
+        local_aws,
+        AWS_CONFIG_FILE=str(aws_config),
+        AWS_SHARED_CREDENTIALS_FILE=str(profile_file(tmp_path, "src")),
+    )
+    child = "import os; print(os.environ.get('AWS_REGION'), os.environ.get('AWS_DEFAULT_REGION'))"
+    args = ["exec", "--profile", "dev", "--sts-endpoint-url", local_aws.url, "--", sys.executable, "-c", child]
+    result = run(args, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["eu-west-1", "eu-west-1"]

@@ -56,8 +56,16 @@ def run_exec(
         return e.exit_code
 
 
+def region_env(cfg: Config, role: str) -> dict[str, str]:
+    """The role's region (from its profile or the config) for the child: AWS_REGION for the JS,
+    Go and Java SDKs, AWS_DEFAULT_REGION for botocore and the AWS CLI. None set: none given."""
+    region = cfg.roles[role].region
+    return {"AWS_REGION": region, "AWS_DEFAULT_REGION": region} if region else {}
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     command = command_of(args)
     quiet = args.log_level is None
     cfg = load_config(args, cli_values(args))
-    return run_exec(cfg, pick_role(cfg, args.role), command, quiet=quiet)
+    role = pick_role(cfg, args.role)
+    return run_exec(cfg, role, command, quiet=quiet, extra_env=region_env(cfg, role))

@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--variant", help="with --sandbox: a variant of the scenario")
     _add(run, _SERVE)
+    _add(run, {"--profile": _ROLE_OPTIONS["--profile"]})
     _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
     run.set_defaults(func="exec:cmd_exec")
