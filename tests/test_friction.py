@@ -68,3 +68,35 @@ def test_sandbox_summary_is_json_under_log_format_json(tmp_path: Path) -> None:
         json.loads(line)  # every stderr line is a JSON object
     ready = next(json.loads(line) for line in d.stderr if "sandbox_ready" in line)
     assert any("aws sts get-caller-identity" in line for line in ready["summary"])
+
+
+def _summary_for(path: str) -> str:
+    from imds_proxy.sandbox import summary
+    from imds_proxy.sandbox.local_aws import World
+    from imds_proxy.sandbox.scenarios import file as scenario_file
+
+    world = World(scenario_file.load("photos"), "arn:aws:iam::123456789012:user/imds-proxy-ec2", ("k", "s"))
+    version = summary.cli_version(path)
+    return summary.summary(world, "http://127.0.0.1:8169/", "http://127.0.0.1:5000", "me", None, None, version)
+
+
+def test_sandbox_try_lines_pass_endpoint_url_for_debians_cli_v2() -> None:
+    from test_cli_v2 import require_cli_v2
+
+    require_cli_v2()  # /usr/bin/aws: Debian 12's 2.9, which ignores AWS_ENDPOINT_URL
+    text = _summary_for("/usr/bin")
+    assert "the AWS CLI on PATH (2." in text
+    assert "  allowed   aws --endpoint-url http://127.0.0.1:5000 s3 ls s3://photos" in text
+    assert "aws --endpoint-url http://127.0.0.1:5000 sts get-caller-identity" in text
+
+
+def test_sandbox_try_lines_stay_short_for_a_cli_that_reads_aws_endpoint_url() -> None:
+    venv_bin = str(Path(sys.executable).parent)  # the venv's AWS CLI v1 (awscli>=1.32)
+    text = _summary_for(venv_bin)
+    assert "--endpoint-url" not in text
+    assert "  allowed   aws s3 ls s3://photos" in text
+
+
+def test_sandbox_try_lines_pass_endpoint_url_when_no_cli_is_found(tmp_path: Path) -> None:
+    text = _summary_for(str(tmp_path))
+    assert "no AWS CLI version found on PATH" in text and "aws --endpoint-url " in text

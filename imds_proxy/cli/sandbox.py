@@ -68,12 +68,15 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             if lifetime is not None:
                 rotation = (lifetime, served_lifetime.rotation_period(lifetime, policy))
             error = watched[cfg.role.name].error
-            text = summary.summary(world, bound[0].url, aws.url, cfg.role.session_name, error, rotation)
+            text = summary.summary(
+                world, bound[0].url, aws.url, cfg.role.session_name, error, rotation, cli_version
+            )
             if cfg.log_format == "json":  # stderr stays one JSON object per line
                 doc = {"event": "sandbox_ready", "summary": text.splitlines()}
                 text = json.dumps(doc, ensure_ascii=False)
             print(text, file=sys.stderr, flush=True)
 
+        cli_version = summary.cli_version()  # before serving: `aws --version` takes a second
         required = scenario.if_denied == "exit"
         factory = sandbox.sts_factory(aws, world)
         return run_daemon(cfg, factory, ready, wrap_sources=wrap, policy=policy, require_credentials=required)
