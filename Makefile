@@ -10,6 +10,7 @@ WHEELS := $(VENV)/wheelhouse
 # Recipes that `make run` reaches are silent (@, and pip's output to stderr), so its standard
 # output is only the sandbox's export lines: `make -s run > sandbox.env` works too.
 $(BIN)/.installed: pyproject.toml
+	@echo "imds-proxy: installing into $(VENV) (imds-proxy, moto, the test tools; about a minute the first time)..." >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/pip install --quiet --upgrade pip >&2
 	@$(BIN)/pip install --quiet -e '.[sandbox,test]' >&2

@@ -100,3 +100,15 @@ def test_sandbox_try_lines_stay_short_for_a_cli_that_reads_aws_endpoint_url() ->
 def test_sandbox_try_lines_pass_endpoint_url_when_no_cli_is_found(tmp_path: Path) -> None:
     text = _summary_for(str(tmp_path))
     assert "no AWS CLI version found on PATH" in text and "aws --endpoint-url " in text
+
+
+def test_first_make_run_says_on_stderr_that_it_installs_before_the_pip_step(tmp_path: Path) -> None:
+    # A venv that cannot be made (PYTHON=false) stops make right after the first install step.
+    root = Path(__file__).parent.parent
+    result = subprocess.run(
+        ["make", "-s", "-C", str(root), "run", f"VENV={tmp_path / 'venv'}", "PYTHON=false"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stdout == ""  # `make -s run > sandbox.env` keeps only the export lines
+    assert result.stderr.startswith("imds-proxy: installing into "), result.stderr
