@@ -230,7 +230,8 @@ def test_exec_profile_gives_the_child_the_profiles_region(tmp_path: Path, local_
         AWS_SHARED_CREDENTIALS_FILE=str(profile_file(tmp_path, "src")),
     )
     child = "import os; print(os.environ.get('AWS_REGION'), os.environ.get('AWS_DEFAULT_REGION'))"
-    args = ["exec", "--profile", "dev", "--sts-endpoint-url", local_aws.url, "--", sys.executable, "-c", child]
+    role = ["--profile", "dev", "--sts-endpoint-url", local_aws.url]
+    args = ["exec", *role, "--", sys.executable, "-c", child]
     result = run(args, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["eu-west-1", "eu-west-1"]

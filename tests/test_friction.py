@@ -77,7 +77,8 @@ def _summary_for(path: str) -> str:
 
     world = World(scenario_file.load("photos"), "arn:aws:iam::123456789012:user/imds-proxy-ec2", ("k", "s"))
     version = summary.cli_version(path)
-    return summary.summary(world, "http://127.0.0.1:8169/", "http://127.0.0.1:5000", "me", None, None, version)
+    imds, aws = "http://127.0.0.1:8169/", "http://127.0.0.1:5000"
+    return summary.summary(world, imds, aws, "me", None, None, version)
 
 
 def test_sandbox_try_lines_pass_endpoint_url_for_debians_cli_v2() -> None:
