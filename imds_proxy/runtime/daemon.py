@@ -51,6 +51,9 @@ def sd_notify(state: str) -> None:
 
 
 async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
+    if listener.fd is not None:  # inherited from systemd: already bound and listening
+        await web.SockSite(runner, socket.socket(fileno=listener.fd)).start()
+        return listener
     site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
     try:
         await site.start()
@@ -181,7 +184,7 @@ async def serve(
 
 def _log_listener(config: Config, where: Listener) -> None:
     if "imds" in where.channels:
-        log.info("serving IMDS for role %s on %s", config.listener_role(where), where.url)
+        log.info("serving IMDS for role %s on %s%s", config.listener_role(where), where.url, where.origin)
     if "container" in where.channels:
         log.info(
             "serving container credentials on %s%s (token from %s)",

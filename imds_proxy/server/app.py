@@ -15,6 +15,7 @@ from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.server import appkeys, container, imds
 from imds_proxy.server.gates import request_gate
+from imds_proxy.server.peers import peer_gate
 
 
 def create_app(
@@ -26,15 +27,15 @@ def create_app(
     token_clock: Callable[[], float] = time.time,
     tokens: TokenIssuer | None = None,
 ) -> web.Application:
-    """The application for one listener (default: the config's first): the request gate for
-    every request, then the channels the listener speaks — the IMDS routes for its role, the
+    """The application for one listener (default: the config's first): the peer gate and the
+    request gate for every request, then the channels the listener speaks — the IMDS routes for its role, the
     container-credentials sub-app at /v1/credentials — all from `engine`.
 
     The app never owns the engine: whoever built it (the daemon, exec, a test) runs its
     refresh. Listeners of one daemon share the engine and the token issuer.
     """
     listener = listener or config.listeners[0]
-    app = web.Application(middlewares=[request_gate])
+    app = web.Application(middlewares=[peer_gate, request_gate])
     app[appkeys.CONFIG] = config
     app[appkeys.ENGINE] = engine
     app[appkeys.CLOCK] = clock

@@ -16,6 +16,7 @@ from imds_proxy.engine.tokens import TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, parse
 from imds_proxy.errors import CredentialsUnavailable
 from imds_proxy.server import appkeys
 from imds_proxy.server.gates import normalize, refuse
+from imds_proxy.server.hops import limit_hops
 
 log = logging.getLogger("imds_proxy.imds")
 
@@ -87,6 +88,7 @@ async def put_token(request: web.Request) -> web.StreamResponse:
     token = request.app[appkeys.TOKENS].issue(ttl)
     response = text(token)
     response.headers[TTL_HEADER] = str(ttl)
+    limit_hops(request, response, request.app[appkeys.LISTENER].hop_limit)
     return response
 
 
