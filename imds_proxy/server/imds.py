@@ -17,6 +17,7 @@ from imds_proxy.errors import CredentialsUnavailable
 from imds_proxy.server import appkeys
 from imds_proxy.server.gates import normalize, refuse
 from imds_proxy.server.hops import limit_hops
+from imds_proxy.server.peers import is_own_peer
 
 log = logging.getLogger("imds_proxy.imds")
 
@@ -96,7 +97,10 @@ async def get_credentials(request: web.Request, role: str, extended: bool) -> we
     """The role's credential document; EC2's error document when none are valid."""
     # With a client map, a container on the network must not get this listener's role by
     # speaking IMDS instead of the container protocol (which the map guards).
-    if not request.app[appkeys.LISTENER].clients.allows(request.remote, role, loopback_exempt=True):
+    # This host's own processes are trusted as on an instance, over any of its addresses.
+    if not request.app[appkeys.LISTENER].clients.allows(request.remote, role, loopback_exempt=True) and (
+        not is_own_peer(request.remote)
+    ):
         return refuse(request, 404, f"Not Found (role {role} is not mapped to this client)")
     engine = request.app[appkeys.ENGINE]
     try:

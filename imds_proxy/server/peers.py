@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from imds_proxy.config.clients import client_address
 from imds_proxy.config.peers import IpAddress
 from imds_proxy.server import appkeys
 
@@ -50,6 +51,12 @@ def is_own_address(ip: IpAddress) -> bool:
                 log.warning("cannot tell whether %s is this host's address: %s", ip, e.strerror)
             return False
     return True
+
+
+def is_own_peer(remote: str | None) -> bool:
+    """Is the peer a process on this host (any of its addresses)?"""
+    ip = client_address(remote)
+    return ip is not None and is_own_address(ip)
 
 
 @web.middleware
