@@ -11,6 +11,7 @@ from typing import Any
 
 from imds_proxy import config
 from imds_proxy.config import Config
+from imds_proxy.config.listeners import Listener
 from imds_proxy.errors import ConfigError, CredentialsUnavailable
 
 EXIT_CONFIG = 2
@@ -25,9 +26,12 @@ def read_profile(name: str) -> Mapping[str, Any]:
     return profiles.read_profile(name)
 
 
-def load_config(args: argparse.Namespace, cli: Mapping[str, Any] | None = None) -> Config:
-    """The config `--config`, the environment and `cli` give (profiles read when named)."""
-    return config.load(cli or {}, os.environ, getattr(args, "config", None), read_profile)
+def load_config(
+    args: argparse.Namespace, cli: Mapping[str, Any] | None = None, inherited: tuple[Listener, ...] = ()
+) -> Config:
+    """The config `--config`, the environment and `cli` give (profiles read when named);
+    `inherited`: listeners on sockets from systemd (serve and sandbox only)."""
+    return config.load(cli or {}, os.environ, getattr(args, "config", None), read_profile, inherited)
 
 
 def daemon_config(args: argparse.Namespace) -> Config:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,11 @@ _COMMON = {
     "--instance-id": ("instance_id", "instance id to report (default derived from host and role)"),
     "--availability-zone": ("availability_zone", "AZ to report: the region plus one letter"),
     "--instance-type": ("instance_type", "instance type to report (default t3.micro)"),
+    "--allow-client": (
+        "allow_clients",
+        "NETWORK that may ask besides this host's own addresses (e.g. a bridge's); repeatable",
+    ),
+    "--hop-limit": ("hop_limit", "IP TTL / hop limit of token replies, 1-64 (default 1, as EC2)"),
     "--log-format": ("log_format", "text|json (default text)"),
     "--log-level": ("log_level", "debug|info|warning|error (default info)"),
 }
@@ -203,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--listen", help="probe this HOST:PORT instead of the configured listeners")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds per request (default 3)")
     health.set_defaults(func="healthcheck:cmd_healthcheck")
+    _add_host_commands(sub)
     for command in sub.choices.values():
         # Unknown flags are reported by the sub-command's parser, with its usage, not the top's.
         command.set_defaults(sub_parser=command)
@@ -228,6 +235,43 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _add(doctor, {k: v for k, v in _ROLE_OPTIONS.items() if k != "--control-socket"})
     _add(doctor, {k: _COMMON[k] for k in ("--role-session-name", "--duration", "--log-format")})
     doctor.set_defaults(func="doctor:cmd_doctor")
+
+
+def _add_host_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`address` and `redirect`: root's one-time steps that make this host an instance (docs/host.md)."""
+    addr = sub.add_parser(
+        "address",
+        help="put the metadata address on a link of our own (root): up, down, status",
+        description="Put 169.254.169.254/32 and fd00:ec2::254/128 (or each --address) on a link of "
+        "our own (default imds0), take them off, or show them. Idempotent; needs root for up and down.",
+    )
+    addr.add_argument("action", choices=("up", "down", "status"))
+    addr.add_argument("--address", action="append", metavar="CIDR", help="address/prefix; repeatable")
+    addr.add_argument("--link", default="imds0", help="the link to use (default imds0)")
+    addr.set_defaults(func="address:cmd_address")
+
+    red = sub.add_parser(
+        "redirect",
+        help="print (or --apply, --remove) nftables rules sending 169.254.169.254:80 to the daemon",
+        description="Print the nftables table `inet imds_proxy` that redirects the metadata address to "
+        "the daemon: --local for this host's own processes (to 127.0.0.1/[::1]:PORT), --bridge for "
+        "containers on a bridge (to the bridge's address:PORT). --apply installs it (root), --remove "
+        "deletes it.",
+    )
+    red.add_argument("--local", action="store_true", help="redirect this host's own processes")
+    red.add_argument("--bridge", action="append", type=_ifname, metavar="IFACE", help="a bridge; repeatable")
+    red.add_argument("--port", type=int, default=8169, help="the daemon's port (default 8169)")
+    mode = red.add_mutually_exclusive_group()
+    mode.add_argument("--apply", action="store_true", help="install the rules (root)")
+    mode.add_argument("--remove", action="store_true", help="delete the rules (root)")
+    red.set_defaults(func="redirect:cmd_redirect")
+
+
+def _ifname(value: str) -> str:
+    """An interface name as the kernel allows it (it goes into nftables rules verbatim)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,15}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an interface name")
+    return value
 
 
 def _command(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:

@@ -17,21 +17,27 @@ from imds_proxy.cli.serve import run_daemon
 from imds_proxy.config import Config
 from imds_proxy.config.listeners import Listener
 from imds_proxy.engine.policy import RefreshPolicy
-from imds_proxy.runtime import logs
+from imds_proxy.runtime import activation, logs
 
 if TYPE_CHECKING:
     from imds_proxy.engine.credentials import Source
     from imds_proxy.sandbox.scenarios.model import Scenario
 
 
-def scenario_config(args: argparse.Namespace, scenario: Scenario, dropped: tuple[str, ...] = ()) -> Config:
-    """The environment's and the options' config, serving the scenario's role in its region.
-    An STS endpoint of the user's own does not apply: STS is the local AWS's."""
+def scenario_config(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    dropped: tuple[str, ...] = (),
+    inherited: tuple[Listener, ...] = (),
+) -> Config:
+    """The environment's and the options' config, serving the scenario's role in its region
+    (and on `inherited` sockets from systemd). An STS endpoint of the user's own does not
+    apply: STS is the local AWS's."""
     values = config.merge(config.read_env(os.environ), cli_values(args))
     values.update(role_arn=scenario.role.arn, region=scenario.region)
     for key in ("sts_endpoint_url", *dropped):
         values.pop(key, None)
-    return config.build(values)
+    return config.build(values, inherited=inherited)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -43,7 +49,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         return 0
     # Validate everything before starting anything.
     scenario = scenario_file.load(args.scenario, args.variant)
-    cfg = scenario_config(args, scenario)
+    cfg = scenario_config(args, scenario, inherited=activation.take(os.environ))
     lifetime = None
     policy = RefreshPolicy.of(cfg)
     if args.served_lifetime is not None:

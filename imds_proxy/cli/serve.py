@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Callable
 
 from imds_proxy.aws.sts import ClientFactory, build_sources, default_client
@@ -15,7 +16,7 @@ from imds_proxy.engine.credentials import Source, utc_now
 from imds_proxy.engine.mfa import MfaSession
 from imds_proxy.engine.policy import RefreshPolicy
 from imds_proxy.errors import CredentialsUnavailable
-from imds_proxy.runtime import logs
+from imds_proxy.runtime import activation, logs
 
 #: Wraps every role's source (the sandbox's: served lifetime, watching for denials).
 WrapSources = Callable[[dict[str, Source]], dict[str, Source]]
@@ -71,5 +72,6 @@ def run_daemon(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = load_config(args, cli_values(args))
-    return run_daemon(cfg, reconfigure=lambda: load_config(args, cli_values(args)))
+    inherited = activation.take(os.environ)  # once: the variables are gone afterwards
+    cfg = load_config(args, cli_values(args), inherited)
+    return run_daemon(cfg, reconfigure=lambda: load_config(args, cli_values(args), inherited))

@@ -22,6 +22,7 @@ from imds_proxy.config.clients import ClientMap, build_clients
 from imds_proxy.config.container import ContainerSettings, build_container
 from imds_proxy.config.identity import Identity, build_identity
 from imds_proxy.config.listeners import DEFAULT_LISTEN, Channel, Listener, build_listeners
+from imds_proxy.config.peers import DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT, build_peers
 from imds_proxy.config.roles import ROLE_KEYS, ProfileReader, RoleSpec, build_roles
 from imds_proxy.config.values import choice, text, whole_number
 from imds_proxy.errors import ConfigError
@@ -34,7 +35,7 @@ DEFAULT_REFRESH_AHEAD = 1800
 DEFAULT_MFA_WARN_AHEAD = 1800
 
 #: Keys that hold lists (repeatable options; comma-separated in the environment).
-LIST_KEYS = ("listen", "clients", "policy_arns", "tags", "transitive_tag_keys")
+LIST_KEYS = ("listen", "clients", "allow_clients", "policy_arns", "tags", "transitive_tag_keys")
 #: Every key the config file, the environment and the command line understand.
 KEYS = (
     "listen",
@@ -49,6 +50,8 @@ KEYS = (
     "container_token",
     "container_token_file",
     "clients",
+    "allow_clients",
+    "hop_limit",
     "control_socket",
     "mfa_warn_ahead",
     "notify_command",
@@ -129,17 +132,23 @@ def load(
     env: Mapping[str, str],
     config_file: Path | None = None,
     profiles: ProfileReader | None = None,
+    inherited: tuple[Listener, ...] = (),
 ) -> Config:
-    """Build the Config: CLI > environment (`IMDS_PROXY_*`) > file > ~/.aws/config profile > defaults."""
+    """Build the Config: CLI > environment (`IMDS_PROXY_*`) > file > ~/.aws/config profile > defaults.
+    `inherited`: listeners on sockets systemd passed (see build)."""
     env_values = read_env(env)
     file_path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
     file_values = read_file(file_path) if file_path else {}
-    return build(merge(file_values, env_values, cli), profiles)
+    return build(merge(file_values, env_values, cli), profiles, inherited)
 
 
-def build(values: Mapping[str, Any], profiles: ProfileReader | None = None) -> Config:
+def build(
+    values: Mapping[str, Any], profiles: ProfileReader | None = None, inherited: tuple[Listener, ...] = ()
+) -> Config:
     """Validate merged raw values into a Config. Raises ConfigError naming the key and the fix.
-    `profiles` reads ~/.aws/config profiles for roles that name one."""
+    `profiles` reads ~/.aws/config profiles for roles that name one. `inherited` listeners
+    (sockets from systemd) serve the default role; with them, `listen` has no default: only
+    the addresses it names are bound besides them."""
     unknown = sorted(set(values) - set(KEYS) - {"roles"})
     if unknown:
         raise ConfigError(unknown[0], "is not a configuration key", f"use one of: {', '.join(KEYS)}, roles")
@@ -163,9 +172,20 @@ def build(values: Mapping[str, Any], profiles: ProfileReader | None = None) -> C
             "set container_token_file (or container_token) as well",
         )
     channels: tuple[Channel, ...] = ("imds", "container") if container.enabled else ("imds",)
+    peers = build_peers(values.get("allow_clients"), clients)
+    hop_limit = whole_number(values, "hop_limit", DEFAULT_HOP_LIMIT, 1, MAX_HOP_LIMIT, "hops")
+    listen = values.get("listen", [DEFAULT_LISTEN])
+    bound = build_listeners(listen, roles) if "listen" in values or not inherited else ()
     listeners = tuple(
-        dataclasses.replace(listener, role=listener.role or role.name, channels=channels, clients=clients)
-        for listener in build_listeners(values.get("listen", [DEFAULT_LISTEN]), roles)
+        dataclasses.replace(
+            listener,
+            role=listener.role or role.name,
+            channels=channels,
+            clients=clients,
+            peers=peers,
+            hop_limit=hop_limit,
+        )
+        for listener in (*inherited, *bound)
     )
 
     log_format = choice(values, "log_format", "text", ("text", "json"))

@@ -22,7 +22,7 @@ class ClientRule:
         return f"{self.network}={self.role}"
 
 
-def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def client_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """A client address as the socket reports it; IPv4-mapped IPv6 (a dual-stack
     listener's view of an IPv4 client) counts as the IPv4 address."""
     if not value:
@@ -49,7 +49,7 @@ class ClientMap:
 
     def role_for(self, address: str | None) -> str | None:
         """The role mapped to this client address (longest prefix wins), or None."""
-        ip = _address(address)
+        ip = client_address(address)
         if ip is None:
             return None
         matches = [r for r in self.rules if r.network.version == ip.version and ip in r.network]
@@ -63,7 +63,7 @@ class ClientMap:
         the health check runs there); the map is about the containers on a network."""
         if not self.rules:
             return True
-        ip = _address(address)
+        ip = client_address(address)
         if loopback_exempt and ip is not None and ip.is_loopback:
             return True
         return self.role_for(address) == role

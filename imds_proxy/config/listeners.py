@@ -1,5 +1,6 @@
-"""Listeners as values: where one listens, the role it serves, the channels it speaks and who may
-ask; parsed from `HOST:PORT[=ROLE]` and checked against the configured roles."""
+"""Listeners as values: where one listens (an address, or a socket inherited from systemd), the
+role it serves, the channels it speaks, who may ask and the token replies' hop limit; parsed
+from `HOST:PORT[=ROLE]` and checked against the configured roles."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from imds_proxy.config.clients import ClientMap
+from imds_proxy.config.peers import DEFAULT_HOP_LIMIT, PeerPolicy
 from imds_proxy.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:8169"
@@ -29,14 +31,27 @@ class Listener:
     channels: tuple[Channel, ...] = ("imds",)
     #: Who may have which role here (no rules: every client that reaches the listener).
     clients: ClientMap = field(default_factory=ClientMap)
+    #: Who may ask at all (config/peers.py): this host's own addresses and allowed networks.
+    peers: PeerPolicy = field(default_factory=PeerPolicy)
+    #: IP TTL / IPv6 hop limit of token replies (EC2's HttpPutResponseHopLimit).
+    hop_limit: int = DEFAULT_HOP_LIMIT
+    #: A socket inherited from systemd (LISTEN_FDS): its descriptor and LISTEN_FDNAMES name;
+    #: host and port are then what the socket is bound to, and nothing is bound for it.
+    fd: int | None = None
+    fd_name: str | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
+    @property
+    def origin(self) -> str:
+        """Where the socket comes from, for logs: "" when we bind it ourselves."""
+        return "" if self.fd is None else f" (socket {self.fd_name or self.fd} from systemd)"
+
     def __str__(self) -> str:
-        return self.url.removeprefix("http://").rstrip("/")
+        return self.url.removeprefix("http://").rstrip("/") + self.origin
 
     def bound_to(self, port: int) -> Listener:
         return replace(self, port=port)

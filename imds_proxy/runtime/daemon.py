@@ -216,7 +216,7 @@ def _unready(engine: CredentialEngine, bound: list[Listener]) -> str | None:
 
 def _log_listener(config: Config, where: Listener) -> None:
     if "imds" in where.channels:
-        log.info("serving IMDS for role %s on %s", config.listener_role(where), where.url)
+        log.info("serving IMDS for role %s on %s%s", config.listener_role(where), where.url, where.origin)
     if "container" in where.channels:
         log.info(
             "serving container credentials on %s%s (token from %s)",

@@ -47,6 +47,13 @@ def listen_socket(listener: Listener, flag: str = "--listen") -> socket.socket:
     return sock
 
 
+def listener_socket(listener: Listener) -> socket.socket:
+    """The listener's socket: the one systemd handed us (already bound and listening), or ours."""
+    if listener.fd is not None:
+        return socket.socket(fileno=listener.fd)
+    return listen_socket(listener)
+
+
 def bind_hint(listener: Listener, e: Exception, flag: str = "--listen") -> str:
     """What to do about a listener that cannot be bound, by the reason it cannot."""
     errno = getattr(e, "errno", None)
@@ -84,7 +91,7 @@ class ListenerSet:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=DRAIN_SECONDS)
         await runner.setup()
         try:
-            await web.SockSite(runner, sock or listen_socket(listener)).start()
+            await web.SockSite(runner, sock or listener_socket(listener)).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -112,7 +119,7 @@ class ListenerSet:
         sockets: list[socket.socket] = []
         try:
             for listener in added:
-                sockets.append(listen_socket(listener))
+                sockets.append(listener_socket(listener))
         except ListenError:
             for s in sockets:
                 s.close()

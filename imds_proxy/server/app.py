@@ -17,6 +17,7 @@ from imds_proxy.server import appkeys, container, imds
 from imds_proxy.server.gates import request_gate
 from imds_proxy.server.live import Live
 from imds_proxy.server.observe import AuditOnly, RequestObserver
+from imds_proxy.server.peers import peer_gate
 from imds_proxy.server.watch import watch_requests
 
 
@@ -30,8 +31,8 @@ def create_app(
     tokens: TokenIssuer | None = None,
     observer: RequestObserver | None = None,
 ) -> web.Application:
-    """The application for one listener (default: the config's first): the request gate for
-    every request, then the channels the listener speaks — the IMDS routes for its role, the
+    """The application for one listener (default: the config's first): the peer gate and the
+    request gate for every request, then the channels the listener speaks — the IMDS routes for its role, the
     container-credentials sub-app at /v1/credentials — all from `engine`.
 
     The app never owns the engine: whoever built it (the daemon, exec, a test) runs its
@@ -42,7 +43,7 @@ def create_app(
     listener = listener or config.listeners[0]
     started = clock()
     live = Live(config, listener, lambda view: imds.static_tree(view, started))
-    app = web.Application(middlewares=[watch_requests, request_gate])
+    app = web.Application(middlewares=[watch_requests, peer_gate, request_gate])
     app[appkeys.LIVE] = live
     app[appkeys.ENGINE] = engine
     app[appkeys.CLOCK] = clock

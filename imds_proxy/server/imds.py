@@ -17,8 +17,10 @@ from imds_proxy.engine.tokens import TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, parse
 from imds_proxy.errors import CredentialsUnavailable
 from imds_proxy.server import appkeys
 from imds_proxy.server.gates import normalize, refuse
+from imds_proxy.server.hops import limit_hops
 from imds_proxy.server.live import View
 from imds_proxy.server.observe import Channel, CredentialsServed
+from imds_proxy.server.peers import is_own_peer
 
 log = logging.getLogger("imds_proxy.imds")
 
@@ -88,6 +90,7 @@ async def put_token(request: web.Request) -> web.StreamResponse:
     token = request.app[appkeys.TOKENS].issue(ttl)
     response = text(token)
     response.headers[TTL_HEADER] = str(ttl)
+    limit_hops(request, response, request.app[appkeys.LIVE].view.listener.hop_limit)
     return response
 
 
@@ -96,7 +99,10 @@ async def get_credentials(request: web.Request, view: View, extended: bool) -> w
     role = view.role
     # With a client map, a container on the network must not get this listener's role by
     # speaking IMDS instead of the container protocol (which the map guards).
-    if not view.listener.clients.allows(request.remote, role, loopback_exempt=True):
+    # This host's own processes are trusted as on an instance, over any of its addresses.
+    if not view.listener.clients.allows(request.remote, role, loopback_exempt=True) and (
+        not is_own_peer(request.remote)
+    ):
         why = f"Not Found (role {role} is not mapped to this client)"
         return refuse(request, 404, why, refused="not_mapped")
     engine = request.app[appkeys.ENGINE]
