@@ -27,7 +27,7 @@ from imds_proxy.errors import CredentialsUnavailable, ListenError
 from imds_proxy.runtime import control_socket
 from imds_proxy.runtime.control_socket import ControlServer
 from imds_proxy.runtime.controller import Controller
-from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier
+from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier, wake_on_open
 from imds_proxy.server.app import create_app
 
 log = logging.getLogger("imds_proxy.daemon")
@@ -75,7 +75,7 @@ async def prime(engine: CredentialEngine, *, required: bool = True) -> None:
     cannot assume)."""
     for name in engine.role_names:
         try:
-            creds = await engine.get(name)
+            creds = await engine.get(name, patient=True)
         except CredentialsUnavailable as e:
             if e.cause is not None and e.cause.needs_input:
                 # A role waiting for input (an MFA code) does not hold start-up.
@@ -149,6 +149,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     engine = build_engine(config, sources, policy)
+    wake_on_open({id(s): s for s in (mfa_sessions or {}).values()}.values(), engine)
     tokens = TokenIssuer(time.time)
     runners: list[web.AppRunner] = []
     try:
