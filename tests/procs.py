@@ -12,12 +12,13 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from conftest import TOKEN, TTL
+from fakes import ISSUED
 
 
 def isolated_vars(home: Path) -> dict[str, str]:
@@ -66,6 +67,7 @@ def imds_credentials(base: str, role: str | None = None) -> dict[str, Any]:
     put = urllib.request.Request(f"{base}latest/api/token", method="PUT", headers={TTL: "60"})
     with urllib.request.urlopen(put, timeout=10) as r:
         token = r.read().decode()
+    ISSUED.add(token)
     creds = f"{base}latest/meta-data/iam/security-credentials/"
     if role is None:
         with urllib.request.urlopen(urllib.request.Request(creds, headers={TOKEN: token}), timeout=10) as r:
@@ -117,9 +119,10 @@ class Daemon:
 
 
 @contextmanager
-def daemon(args: list[str], env: Mapping[str, str]) -> Iterator[Daemon]:
+def daemon(args: list[str], env: Mapping[str, str], prefix: Sequence[str] = ()) -> Iterator[Daemon]:
+    """`imds-proxy ARGS` running, under `prefix` (e.g. prlimit) if given; killed at the end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imds_proxy", *args],
+        [*prefix, sys.executable, "-m", "imds_proxy", *args],
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -24,7 +24,7 @@ from imds_proxy.engine.policy import RefreshPolicy
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.errors import CredentialsUnavailable, ListenError
-from imds_proxy.runtime import control_socket
+from imds_proxy.runtime import connections, control_socket
 from imds_proxy.runtime.control_socket import ControlServer
 from imds_proxy.runtime.controller import Controller
 from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier, wake_on_open
@@ -51,7 +51,7 @@ def sd_notify(state: str) -> None:
 
 
 async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
-    site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
+    site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True, backlog=connections.BACKLOG)
     try:
         await site.start()
     except OSError as e:
@@ -89,13 +89,20 @@ async def prime(engine: CredentialEngine, *, required: bool = True) -> None:
 
 
 async def open_listener(
-    config: Config, engine: CredentialEngine, listener: Listener, *, tokens: TokenIssuer
+    config: Config,
+    engine: CredentialEngine,
+    listener: Listener,
+    *,
+    tokens: TokenIssuer,
+    cap: int = connections.MAX_CONNECTIONS,
 ) -> tuple[web.AppRunner, Listener]:
-    """Start one listener's app; returns its runner (for cleanup) and the listener as bound
-    (the real port when 0 was asked)."""
+    """Start one listener's app, holding at most `cap` connections; returns its runner (for
+    cleanup) and the listener as bound (the real port when 0 was asked)."""
     app = create_app(config, engine, listener, tokens=tokens)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = connections.runner(app)
     await runner.setup()
+    assert runner.server is not None  # set up
+    connections.cap_connections(runner.server, cap)
     try:
         bound = await _bind(runner, listener)
     except BaseException:
@@ -148,6 +155,10 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(connections.AcceptErrors())
+    nofile = connections.raise_nofile_limit()
+    cap = connections.connection_cap(nofile, len(config.listeners))
+    log.debug("open-file limit %d: at most %d connections per listener", nofile, cap)
     engine = build_engine(config, sources, policy)
     wake_on_open({id(s): s for s in (mfa_sessions or {}).values()}.values(), engine)
     tokens = TokenIssuer(time.time)
@@ -160,7 +171,7 @@ async def serve(
                 await started.enter_async_context(service)
             bound: list[Listener] = []
             for listener in config.listeners:
-                runner, where = await open_listener(config, engine, listener, tokens=tokens)
+                runner, where = await open_listener(config, engine, listener, tokens=tokens, cap=cap)
                 runners.append(runner)
                 bound.append(where)
                 _log_listener(config, where)

@@ -13,8 +13,8 @@ from imds_proxy.config.listeners import Listener
 from imds_proxy.engine.credentials import Clock, utc_now
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
-from imds_proxy.server import appkeys, container, imds
-from imds_proxy.server.gates import request_gate
+from imds_proxy.server import appkeys, container, expect, imds
+from imds_proxy.server.gates import TAIL, request_gate
 
 
 def create_app(
@@ -43,7 +43,10 @@ def create_app(
     app[appkeys.LISTENER] = listener
     if "container" in listener.channels:
         app.add_subapp(PATH, container.create_app(config, engine, listener))
-    app.router.add_route("*", PATH + "{tail:.*}", container.not_found)  # before IMDS's catch-all
+    deferred = expect.after_the_gates
+    app.router.add_route("*", PATH + TAIL, container.not_found, expect_handler=deferred)  # before IMDS's
     if "imds" in listener.channels:
         imds.setup(app)
+    else:  # every path answered by our routes, so every request passes the gates
+        app.router.add_route("*", "/" + TAIL, container.not_found, expect_handler=deferred)
     return app

@@ -15,8 +15,8 @@ from imds_proxy.config import Config
 from imds_proxy.config.listeners import Listener
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.errors import CredentialsUnavailable
-from imds_proxy.server import appkeys
-from imds_proxy.server.gates import normalize
+from imds_proxy.server import appkeys, expect
+from imds_proxy.server.gates import TAIL, normalize
 
 log = logging.getLogger("imds_proxy.container")
 
@@ -129,6 +129,6 @@ def create_app(config: Config, engine: CredentialEngine, listener: Listener) -> 
     app[appkeys.CONFIG] = config
     app[appkeys.ENGINE] = engine
     app[appkeys.LISTENER] = listener
-    app.router.add_route("*", "", get_credentials)
-    app.router.add_route("*", "/{tail:.*}", get_credentials)
+    app.router.add_route("*", "", get_credentials, expect_handler=expect.after_the_gates)
+    app.router.add_route("*", "/" + TAIL, get_credentials, expect_handler=expect.after_the_gates)
     return app

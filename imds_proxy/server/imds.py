@@ -14,8 +14,8 @@ from imds_proxy.engine import metadata
 from imds_proxy.engine.credentials import imds_error_document, to_json
 from imds_proxy.engine.tokens import TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, parse_ttl
 from imds_proxy.errors import CredentialsUnavailable
-from imds_proxy.server import appkeys
-from imds_proxy.server.gates import normalize, refuse
+from imds_proxy.server import appkeys, expect
+from imds_proxy.server.gates import TAIL, normalize, refuse
 
 log = logging.getLogger("imds_proxy.imds")
 
@@ -158,4 +158,4 @@ STATIC = web.AppKey("imds_static", dict[str, str])
 def setup(app: web.Application) -> None:
     """Add the IMDS routes to an app whose CONFIG, LISTENER and STARTED are set."""
     app[STATIC] = static_tree(app)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", "/" + TAIL, dispatch, expect_handler=expect.after_the_gates)
