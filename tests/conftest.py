@@ -22,6 +22,7 @@ from imds_proxy.config import Config
 from imds_proxy.engine.policy import RefreshPolicy
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
+from imds_proxy.runtime import logs
 from imds_proxy.server.app import create_app
 
 from fakes import ISSUED, ROLE_ARN, FakeClock, FakeSource, remember
@@ -36,6 +37,8 @@ TOKEN = "X-aws-ec2-metadata-token"
 
 #: Loggers the daemon lets through (logs.QUIET silences the libraries that log secrets).
 OUR_LOGGERS = ("imds_proxy", "aiohttp")
+#: The test servers' aiohttp error logging passes the daemon's redaction point too.
+logs.redact_framework_errors()
 
 
 def make_config(**values: Any) -> Config:
@@ -46,7 +49,8 @@ def make_config(**values: Any) -> Config:
 
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Every test: nothing our code logged contains a secret or session token issued so far."""
+    """Every test: nothing our code logged contains a secret, session token, IMDSv2 token or
+    container authorization token issued so far."""
     yield
     for record in caplog.records:
         if not record.name.startswith(OUR_LOGGERS):
@@ -100,7 +104,9 @@ def imds(
 async def get_token(client: TestClient, ttl: int = 21600) -> str:
     resp = await client.put("/latest/api/token", headers={TTL: str(ttl)})
     assert resp.status == 200
-    return await resp.text()
+    token = await resp.text()
+    ISSUED.add(token)
+    return token
 
 
 async def get_credentials(client: TestClient, role: str = ROLE, extended: bool = False) -> dict[str, Any]:

@@ -27,11 +27,12 @@ from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.server.app import create_app
 
-from fakes import FakeClock, FakeSource, remember
+from fakes import ISSUED, FakeClock, FakeSource, remember
 from procs import isolated_env
 
 #: A container token for tests (random enough for a test; never a real one).
 TOKEN = "test-container-token-0123456789abcdef"
+ISSUED.add(TOKEN)  # the log check looks for it like any secret
 ONE_ARN = "arn:aws:iam::111111111111:role/one"
 TWO_ARN = "arn:aws:iam::222222222222:role/two"
 

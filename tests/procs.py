@@ -12,12 +12,13 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from conftest import TOKEN, TTL
+from fakes import ISSUED
 
 
 def isolated_vars(home: Path) -> dict[str, str]:
@@ -29,6 +30,9 @@ def isolated_vars(home: Path) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-such-dir" / "credentials"),
         # The daemon's control socket goes under here: test daemons never meet a real one.
         "XDG_RUNTIME_DIR": str(home / "run"),
+        # Test daemons' admin endpoints on a port the kernel picks: the default 9169 is one per
+        # machine, and daemons of tests (or of other checkouts) running at once would meet there.
+        "IMDS_PROXY_ADMIN_LISTEN": "127.0.0.1:0",
         "NO_PROXY": "127.0.0.1,localhost,::1",
         "no_proxy": "127.0.0.1,localhost,::1",
     }
@@ -66,6 +70,7 @@ def imds_credentials(base: str, role: str | None = None) -> dict[str, Any]:
     put = urllib.request.Request(f"{base}latest/api/token", method="PUT", headers={TTL: "60"})
     with urllib.request.urlopen(put, timeout=10) as r:
         token = r.read().decode()
+    ISSUED.add(token)
     creds = f"{base}latest/meta-data/iam/security-credentials/"
     if role is None:
         with urllib.request.urlopen(urllib.request.Request(creds, headers={TOKEN: token}), timeout=10) as r:
@@ -129,9 +134,10 @@ class Daemon:
 
 
 @contextmanager
-def daemon(args: list[str], env: Mapping[str, str]) -> Iterator[Daemon]:
+def daemon(args: list[str], env: Mapping[str, str], prefix: Sequence[str] = ()) -> Iterator[Daemon]:
+    """`imds-proxy ARGS` running, under `prefix` (e.g. prlimit) if given; killed at the end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imds_proxy", *args],
+        [*prefix, sys.executable, "-m", "imds_proxy", *args],
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -119,7 +119,9 @@ def test_busy_default_admin_port_is_one_warning_and_serving_goes_on(tmp_path: Pa
     except OSError:
         pass  # someone else holds it: busy either way
     try:
-        with daemon(serve_args(local_aws), isolated_env(tmp_path, SOURCE_KEYS)) as d:
+        env = isolated_env(tmp_path, SOURCE_KEYS)
+        del env["IMDS_PROXY_ADMIN_LISTEN"]  # the default port, which the holder has
+        with daemon(serve_args(local_aws), env) as d:
             base = d.wait_for(r"serving IMDS for role \S+ on (http://\S+/)").group(1)
             remember(imds_credentials(base))
             warnings = [line for line in d.stderr if "admin endpoint off" in line]

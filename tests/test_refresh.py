@@ -364,7 +364,8 @@ async def test_an_unexpected_exception_is_logged_once_with_its_traceback(
             raise ZeroDivisionError("a bug")
 
     source = Buggy(clock)
-    engine = make_engine(source, clock, RefreshPolicy(backoff_base=timedelta(0)))
+    no_backoff = RefreshPolicy(backoff_base=timedelta(0), cold_request_interval=timedelta(0))
+    engine = make_engine(source, clock, no_backoff)
     for _ in range(3):
         with pytest.raises(CredentialsUnavailable, match="unexpected ZeroDivisionError"):
             await engine.get(ROLE)

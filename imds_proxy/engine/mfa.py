@@ -9,7 +9,7 @@ import re
 import shlex
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +65,10 @@ class MfaSession:
         self._warned: datetime | None = None
         self._ended: datetime | None = None
         self._lock = threading.Lock()  # codes pass from the event loop to worker threads
+        #: Single flight per session, not per role: roles refreshing at once take turns, so
+        #: one runs `mfa_process` and GetSessionToken and the others sign with its session.
+        self.flight = threading.Lock()
+        self._on_open: list[Callable[[], object]] = []
 
     @property
     def first_role(self) -> str:
@@ -100,10 +104,22 @@ class MfaSession:
         return None
 
     def opened(self, keys: SessionKeys | None, expires: datetime) -> None:
-        """STS accepted a code: MFA-backed access lasts until `expires`."""
+        """STS accepted a code: MFA-backed access lasts until `expires`. Tells every
+        subscriber (from whichever thread called STS)."""
         self.keys = keys
         self.expires = expires
         self.codes_used += 1
+        for callback in self._on_open:
+            callback()
+
+    def subscribe(self, callback: Callable[[], object]) -> None:
+        """Call `callback` whenever a session opens (roles waiting on it can go on). It runs
+        in the thread that called STS: it must be thread-safe."""
+        self._on_open.append(callback)
+
+    def forget(self) -> None:
+        """STS called the session's keys invalid: the next call opens a new session."""
+        self.keys = None
 
     def due(self, now: datetime) -> str | None:
         """The warning due at `now`, once per session end: first `warn_ahead` before it,

@@ -24,15 +24,25 @@ class RefreshPolicy:
     #: under the floor (the first request after a laptop wakes): botocore and the JS SDK
     #: give up on IMDS after 1 s, so past this they get the still-valid ones instead.
     stale_wait: timedelta = timedelta(seconds=0.5)
+    #: How long a request waits for STS when nothing valid is held (a cold start, a long
+    #: outage): under the 1 s after which botocore and the JS SDK give up on IMDS, so the
+    #: SDK reads EC2's error document (and retries) instead of timing out on us.
+    cold_wait: timedelta = timedelta(seconds=0.9)
     #: Credentials closer than this to expiry count as expired (clock skew with AWS).
     expiry_margin: timedelta = timedelta(seconds=60)
     #: Exponential backoff with full jitter after STS failures.
     backoff_base: timedelta = timedelta(seconds=1)
     backoff_cap: timedelta = timedelta(minutes=5)
+    #: The backoff cap while nothing valid is held: every caller is refused meanwhile, so
+    #: STS is asked again at least this often (one call per role, not a storm).
+    cold_backoff_cap: timedelta = timedelta(seconds=30)
+    #: While nothing valid is held, a request may start a fetch (one, shared) once the
+    #: last attempt is this old, whatever the backoff: a recovered STS is used within a
+    #: few seconds of an SDK asking, yet a crowd of SDKs makes one call per this interval.
+    cold_request_interval: timedelta = timedelta(seconds=2)
     #: The refresh loop re-reads the wall clock at least this often (a laptop's
     #: monotonic clock stops while it sleeps).
     max_sleep: timedelta = timedelta(seconds=60)
-
 
     @classmethod
     def of(cls, config: Config) -> RefreshPolicy:
@@ -57,9 +67,13 @@ def refresh_at(creds: Credentials, policy: RefreshPolicy) -> datetime:
     return creds.expiration - floor - lead
 
 
-def backoff_delay(failures: int, policy: RefreshPolicy, rng: random.Random) -> timedelta:
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2^(failures-1)))."""
-    ceiling = min(policy.backoff_cap, policy.backoff_base * (2 ** max(0, min(failures - 1, 30))))
+def backoff_delay(
+    failures: int, policy: RefreshPolicy, rng: random.Random, *, holding: bool = True
+) -> timedelta:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2^(failures-1))); the
+    cap is `cold_backoff_cap` when nothing valid is `holding`."""
+    cap = policy.backoff_cap if holding else min(policy.backoff_cap, policy.cold_backoff_cap)
+    ceiling = min(cap, policy.backoff_base * (2 ** max(0, min(failures - 1, 30))))
     jittered: timedelta = ceiling * rng.random()
     return jittered
 

@@ -7,14 +7,15 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from datetime import datetime
 
 from cachetools import TLRUCache
 
 from imds_proxy.engine.credentials import Clock, Credentials, Served, Source, wire_time
+from imds_proxy.engine.failures import record_failure
 from imds_proxy.engine.observe import SUCCESS, EngineObserver, NoObserver
-from imds_proxy.engine.policy import RefreshPolicy, backoff_delay, refresh_at, serve_floor
+from imds_proxy.engine.policy import RefreshPolicy, refresh_at, serve_floor
 from imds_proxy.engine.role_state import RoleState, RoleStatus
 from imds_proxy.errors import CredentialsUnavailable, SourceError
 
@@ -99,29 +100,36 @@ class CredentialEngine:
         """The valid cached credentials for a role, if any (no fetch)."""
         return self._held(self._roles[name])
 
-    async def get(self, name: str) -> Credentials:
-        """Credentials for `name` that are not expired; raises CredentialsUnavailable."""
-        return (await self.served(name)).credentials
+    async def get(self, name: str, *, patient: bool = False) -> Credentials:
+        """Credentials for `name` that are not expired, as `served` gives them, or (`patient`:
+        priming, chaining) waiting for STS as long as it takes; raises CredentialsUnavailable."""
+        return (await self._serve(name, bounded=not patient)).credentials
 
     async def served(self, name: str) -> Served:
-        """Credentials for `name` that are not expired, with their response bodies; raises
-        CredentialsUnavailable."""
+        """What a request is served for `name`: credentials that are not expired, with their
+        response bodies, waiting for STS at most `stale_wait` (valid ones held) or `cold_wait`
+        (none); raises CredentialsUnavailable."""
+        return await self._serve(name, bounded=True)
+
+    async def _serve(self, name: str, *, bounded: bool) -> Served:
         role = self._roles[name]
         now = self._clock()
         served = self._cache.get(role.key)
         if served is not None:
             creds = served.credentials
             if creds.remaining(now) >= serve_floor(creds, self._policy):
-                if now >= refresh_at(creds, self._policy) and self._may_call(role, now):
+                if now >= refresh_at(creds, self._policy) and self._may_call(role, now, holding=True):
                     self._flight(role)
                 return served
         # Missing, or too close to expiry (e.g. the first request after a laptop slept):
-        # wait for fresh ones unless the source is backing off after a failure. With valid
-        # ones in hand, wait only briefly: an SDK that times out gets nothing at all.
-        if self._may_call(role, now):
-            wait = None if served is None else self._policy.stale_wait.total_seconds()
+        # wait for fresh ones unless the source is backing off after a failure, and never
+        # longer than an SDK waits for IMDS: one that times out gets nothing at all.
+        if self._may_call(role, now, holding=served is not None):
+            wait = self._policy.stale_wait if served is not None else self._policy.cold_wait
             try:
-                return await asyncio.wait_for(asyncio.shield(self._flight(role)), wait)
+                return await asyncio.wait_for(
+                    asyncio.shield(self._flight(role)), wait.total_seconds() if bounded else None
+                )
             except (SourceError, TimeoutError):
                 pass
         served = self._cache.get(role.key)
@@ -129,15 +137,36 @@ class CredentialEngine:
             return served  # keep the last good credentials while they are valid
         raise CredentialsUnavailable(name, role.last_error)
 
-    def _may_call(self, role: RoleState, now: datetime) -> bool:
-        in_flight = role.flight is not None and not role.flight.done()
-        if in_flight:
+    def _may_call(self, role: RoleState, now: datetime, *, holding: bool) -> bool:
+        if role.flight is not None and not role.flight.done():
+            return True  # joining the fetch in flight costs STS nothing
+        if role.waiting:
+            return False
+        if role.retry_at is None or now >= role.retry_at:
             return True
-        return not role.waiting and (role.retry_at is None or now >= role.retry_at)
+        # Nothing valid held and STS failing transiently: every caller is refused anyway, so
+        # one shared attempt per cold_request_interval finds a recovered STS within seconds.
+        error, last = role.last_error, role.attempted_at
+        return (
+            not holding
+            and error is not None
+            and error.retryable
+            and last is not None
+            and now - last >= self._policy.cold_request_interval
+        )
 
     def waiting(self, name: str) -> bool:
         """Whether the role waits for input (an MFA code) before its source is called again."""
         return self._roles[name].waiting
+
+    def resume(self, names: Iterable[str]) -> None:
+        """What these roles waited for came some other way (a sibling opened their shared MFA
+        session): fetch now, for them and the roles chained off them. Call on the loop."""
+        names = set(names)
+        for role in self._roles.values():
+            if role.waiting and (role.name in names or role.source.upstream in names):
+                role.waiting, role.retry_at = False, None
+                self._flight(role)
 
     async def wake(self, name: str) -> Credentials:
         """New input for this role's source has arrived: fetch now, whatever the backoff, and
@@ -162,7 +191,7 @@ class CredentialEngine:
         if name is None:
             return None
         try:
-            return await self.get(name)
+            return await self.get(name, patient=True)
         except CredentialsUnavailable as e:
             err = SourceError(f"source role {name} has no credentials: {e.cause or e}")
             err.needs_input = e.cause is not None and e.cause.needs_input
@@ -170,6 +199,7 @@ class CredentialEngine:
 
     async def _fetch(self, role: RoleState) -> Served:
         role.fetches += 1
+        role.attempted_at = self._clock()
         try:
             upstream = await self._upstream(role)
             started = self._monotonic()
@@ -204,51 +234,7 @@ class CredentialEngine:
         return served
 
     def _failed(self, role: RoleState, error: SourceError) -> None:
-        previous = role.last_error
-        role.failures += 1
-        role.last_error = error
-        current = self._held(role)
-        keeping = (
-            f"serving the current credentials until {wire_time(current.expiration)}"
-            if current
-            else "no valid credentials to serve"
-        )
-        if error.needs_input:
-            # Retrying on a timer cannot produce an MFA code: no backoff, no retry storm;
-            # one log line when the role starts waiting, none per request.
-            if not role.waiting:
-                log.warning("role %s waits for input (%s): %s", role.name, keeping, error)
-            role.waiting, role.retry_at = True, None
-            return
-        # A role's very first fetch is reported by whoever asked for it (the start-up
-        # error line, or the request that gets the error document); later ones only here.
-        level = logging.WARNING if role.fetches > 1 else logging.DEBUG
-        if not error.retryable:
-            # Asking again soon cannot change STS's mind (AccessDenied, no source keys): retry
-            # at the backoff cap, and say so once, not at every attempt.
-            delay = self._policy.backoff_cap
-            role.retry_at = self._clock() + delay
-            if previous is None or type(previous) is not type(error) or str(previous) != str(error):
-                log.log(
-                    level,
-                    "refresh refused role=%s (%s): %s; not retryable, trying again every %.0fs",
-                    role.name,
-                    keeping,
-                    error,
-                    delay.total_seconds(),
-                )
-            return
-        delay = backoff_delay(role.failures, self._policy, self._rng)
-        role.retry_at = self._clock() + delay
-        log.log(
-            level,
-            "refresh failed role=%s attempt=%d retry_in=%.1fs (%s): %s",
-            role.name,
-            role.failures,
-            delay.total_seconds(),
-            keeping,
-            error,
-        )
+        record_failure(role, error, self._held(role), self._policy, self._clock(), self._rng)
 
     def due_at(self, name: str) -> datetime | None:
         """When this role next needs a fetch (now, if it has nothing valid; None while it

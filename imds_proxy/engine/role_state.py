@@ -40,6 +40,8 @@ class RoleState:
     last_error: SourceError | None = None
     retry_at: datetime | None = None
     fetches: int = 0
+    #: When the last fetch started (by the injected clock): paces request-driven retries.
+    attempted_at: datetime | None = None
     waiting: bool = False
     #: The kind of the last unexpected exception, logged with its traceback once per kind.
     last_bug: type[BaseException] | None = None

@@ -23,12 +23,12 @@ from imds_proxy.engine.policy import RefreshPolicy
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.errors import CredentialsUnavailable, ImdsProxyError, ListenError
-from imds_proxy.runtime import audit, control_socket, notify
+from imds_proxy.runtime import audit, connections, control_socket, notify
 from imds_proxy.runtime.admin_site import AdminSite
 from imds_proxy.runtime.control_socket import ControlServer
 from imds_proxy.runtime.controller import Controller
 from imds_proxy.runtime.metrics import Metrics
-from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier
+from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier, wake_on_open
 from imds_proxy.runtime.notify import sd_notify
 from imds_proxy.runtime.reload import ListenerSet, Reloader, bind_hint
 from imds_proxy.server.app import create_app
@@ -39,7 +39,7 @@ OnReady = Callable[[list[Listener]], None]
 
 
 async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
-    site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True)
+    site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True, backlog=connections.BACKLOG)
     try:
         await site.start()
     except OSError as e:
@@ -55,7 +55,7 @@ async def prime(engine: CredentialEngine, *, required: bool = True) -> None:
     cannot assume)."""
     for name in engine.role_names:
         try:
-            creds = await engine.get(name)
+            creds = await engine.get(name, patient=True)
         except CredentialsUnavailable as e:
             if e.cause is not None and e.cause.needs_input:
                 # A role waiting for input (an MFA code) does not hold start-up.
@@ -69,13 +69,20 @@ async def prime(engine: CredentialEngine, *, required: bool = True) -> None:
 
 
 async def open_listener(
-    config: Config, engine: CredentialEngine, listener: Listener, *, tokens: TokenIssuer
+    config: Config,
+    engine: CredentialEngine,
+    listener: Listener,
+    *,
+    tokens: TokenIssuer,
+    cap: int = connections.MAX_CONNECTIONS,
 ) -> tuple[web.AppRunner, Listener]:
-    """Start one listener's app; returns its runner (for cleanup) and the listener as bound
-    (the real port when 0 was asked)."""
+    """Start one listener's app, holding at most `cap` connections; returns its runner (for
+    cleanup) and the listener as bound (the real port when 0 was asked)."""
     app = create_app(config, engine, listener, tokens=tokens)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = connections.runner(app)
     await runner.setup()
+    assert runner.server is not None  # set up
+    connections.cap_connections(runner.server, cap)
     try:
         bound = await _bind(runner, listener)
     except BaseException:
@@ -132,11 +139,18 @@ async def serve(
     signals = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: hup.set}
     for sig, handler in signals.items():
         loop.add_signal_handler(sig, handler)
+    loop.set_exception_handler(connections.AcceptErrors())
+    nofile = connections.raise_nofile_limit()
+    cap = connections.connection_cap(nofile, len(config.listeners))
+    log.debug("open-file limit %d: at most %d connections per listener", nofile, cap)
     engine = build_engine(config, sources, policy)
+    wake_on_open({id(s): s for s in (mfa_sessions or {}).values()}.values(), engine)
     metrics = Metrics(lambda: [engine.status(name) for name in engine.role_names])
     engine.observe(metrics)
     tokens = TokenIssuer(time.time)
-    listeners = ListenerSet(lambda cfg, lst: create_app(cfg, engine, lst, tokens=tokens, observer=metrics))
+    listeners = ListenerSet(
+        lambda cfg, lst: create_app(cfg, engine, lst, tokens=tokens, observer=metrics), cap
+    )
     current = config
     try:
         async with contextlib.AsyncExitStack() as started:

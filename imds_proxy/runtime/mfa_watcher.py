@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from types import TracebackType
 
 from imds_proxy.engine.credentials import Clock
 from imds_proxy.engine.mfa import MfaSession
+from imds_proxy.engine.refresh import CredentialEngine
 
 log = logging.getLogger("imds_proxy.mfa")
 
@@ -46,6 +48,14 @@ def command_notifier(argv: Sequence[str]) -> Notify:
             log.warning("notify_command %r exited with status %d", argv[0], status)
 
     return notify
+
+
+def wake_on_open(sessions: Iterable[MfaSession], engine: CredentialEngine) -> None:
+    """When one role opens an MFA session, the roles waiting on that session go on at once.
+    `opened` runs in the worker thread that called STS: the engine is told on its own loop."""
+    loop = asyncio.get_running_loop()
+    for session in sessions:
+        session.subscribe(functools.partial(loop.call_soon_threadsafe, engine.resume, tuple(session.roles)))
 
 
 class MfaWatcher:

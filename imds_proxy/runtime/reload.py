@@ -16,6 +16,7 @@ from imds_proxy.config.listeners import Listener
 from imds_proxy.engine.credentials import Source
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.errors import ListenError
+from imds_proxy.runtime import connections
 from imds_proxy.server import appkeys
 
 log = logging.getLogger("imds_proxy.reload")
@@ -37,7 +38,7 @@ def listen_socket(listener: Listener, flag: str = "--listen") -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((listener.host, listener.port))
-        sock.listen(128)
+        sock.listen(connections.BACKLOG)
     except (OSError, UnicodeError) as e:
         sock.close()
         reason = getattr(e, "strerror", None) or str(e)
@@ -77,8 +78,9 @@ class Opened:
 class ListenerSet:
     """The credential listeners, each an app on its own runner, keyed by address."""
 
-    def __init__(self, make_app: AppFactory) -> None:
+    def __init__(self, make_app: AppFactory, cap: int = connections.MAX_CONNECTIONS) -> None:
         self._make_app = make_app
+        self._cap = cap  # connections held at once by each listener
         self._open: dict[Address, Opened] = {}
 
     @property
@@ -88,8 +90,10 @@ class ListenerSet:
     async def start(self, config: Config, listener: Listener, sock: socket.socket | None = None) -> Listener:
         """Serve `listener` (on `sock` if it is already bound); returns it as bound."""
         app = self._make_app(config, listener)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=DRAIN_SECONDS)
+        runner = connections.runner(app, shutdown_timeout=DRAIN_SECONDS)
         await runner.setup()
+        assert runner.server is not None  # set up
+        connections.cap_connections(runner.server, self._cap)
         try:
             await web.SockSite(runner, sock or listener_socket(listener)).start()
         except BaseException:

@@ -13,8 +13,8 @@ from imds_proxy.config.listeners import Listener
 from imds_proxy.engine.credentials import Clock, utc_now
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
-from imds_proxy.server import appkeys, container, imds
-from imds_proxy.server.gates import request_gate
+from imds_proxy.server import appkeys, container, expect, imds
+from imds_proxy.server.gates import TAIL, request_gate
 from imds_proxy.server.live import Live
 from imds_proxy.server.observe import AuditOnly, RequestObserver
 from imds_proxy.server.peers import peer_gate
@@ -51,6 +51,7 @@ def create_app(
     app[appkeys.STARTED] = started
     app[appkeys.OBSERVER] = observer or AuditOnly()
     app.add_subapp(PATH, container.create_app(live, engine))
-    app.router.add_route("*", PATH + "{tail:.*}", container.not_found)  # before IMDS's catch-all
+    deferred = expect.after_the_gates
+    app.router.add_route("*", PATH + TAIL, container.not_found, expect_handler=deferred)  # before IMDS's
     imds.setup(app)
     return app

@@ -14,8 +14,8 @@ from aiohttp.typedefs import Handler
 
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.errors import CredentialsUnavailable
-from imds_proxy.server import appkeys
-from imds_proxy.server.gates import normalize
+from imds_proxy.server import appkeys, expect
+from imds_proxy.server.gates import TAIL, normalize
 from imds_proxy.server.live import Live
 from imds_proxy.server.observe import CredentialsServed, Refusal
 
@@ -140,6 +140,6 @@ def create_app(live: Live, engine: CredentialEngine) -> web.Application:
     app = web.Application(middlewares=[authorization_gate])
     app[appkeys.LIVE] = live
     app[appkeys.ENGINE] = engine
-    app.router.add_route("*", "", get_credentials)
-    app.router.add_route("*", "/{tail:.*}", get_credentials)
+    app.router.add_route("*", "", get_credentials, expect_handler=expect.after_the_gates)
+    app.router.add_route("*", "/" + TAIL, get_credentials, expect_handler=expect.after_the_gates)
     return app

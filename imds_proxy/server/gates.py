@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -15,6 +16,13 @@ log = logging.getLogger("imds_proxy.gates")
 
 #: Headers only browsers send. A page in a browser must never read credentials.
 _BROWSER_HEADERS = ("Origin", "Sec-Fetch-Mode", "Sec-Fetch-Site")
+#: Headers a relaying proxy adds; EC2 refuses X-Forwarded-For.
+_RELAY_HEADERS = ("X-Forwarded-For", "Forwarded", "Via")
+
+
+#: Any rest of a path, newlines included: a `%0A` in a path must reach the gates (and our
+#: refusal line), not aiohttp's bare 404.
+TAIL = r"{tail:[\s\S]*}"
 
 
 def normalize(path: str) -> str:
@@ -67,4 +75,19 @@ async def request_gate(request: web.Request, handler: Handler) -> web.StreamResp
     # must not obtain a token or credentials (EC2 user guide; kube2iam #241, #279: 403).
     if "X-Forwarded-For" in request.headers:
         return refuse(request, 403, "Forbidden (X-Forwarded-For is not accepted)", refused="forwarded")
+    # Forwarded (RFC 7239) and Via are the same signature from other proxies and gateways.
+    for relayed in _RELAY_HEADERS:
+        if relayed in request.headers:
+            return refuse(request, 403, f"Forbidden ({relayed} is not accepted)", refused="forwarded")
+    # An absolute-URI request line is what a client sends to a forward proxy: a proxy that
+    # passes it on (an SSRF relay) may name a host the Host check never saw.
+    target = request.raw_path  # the request line's target, as sent
+    if not target.startswith("/") and (authority := urlsplit(target).netloc) and (
+        not _host_is_literal(authority) or authority != request.headers.get("Host")
+    ):
+        return refuse(request, 403, "Forbidden (the request line names another host)")
+    # aiohttp's expect handling is deferred to here (server/expect.py): after the checks above.
+    expect = request.headers.get("Expect")
+    if expect is not None and expect.lower() != "100-continue":
+        return refuse(request, 417, "Expectation Failed (only 100-continue is understood)")
     return await handler(request)

@@ -15,8 +15,8 @@ from imds_proxy.engine import metadata
 from imds_proxy.engine.credentials import imds_error_document, to_json
 from imds_proxy.engine.tokens import TOKEN_HEADER, TOKEN_PATH, TTL_HEADER, parse_ttl
 from imds_proxy.errors import CredentialsUnavailable
-from imds_proxy.server import appkeys
-from imds_proxy.server.gates import normalize, refuse
+from imds_proxy.server import appkeys, expect
+from imds_proxy.server.gates import TAIL, normalize, refuse
 from imds_proxy.server.hops import limit_hops
 from imds_proxy.server.live import View
 from imds_proxy.server.observe import Channel, CredentialsServed
@@ -165,4 +165,4 @@ def _not_allowed(request: web.Request, allow: str) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Add the IMDS routes to an app."""
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", "/" + TAIL, dispatch, expect_handler=expect.after_the_gates)

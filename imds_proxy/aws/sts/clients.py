@@ -21,8 +21,17 @@ else:
     STSClient = Any
 
 #: STS answers in well under a second; a stuck connection must not hold a refresh forever.
-#: botocore's own retries cover throttling and transient errors (standard mode, 3 attempts).
-_BOTO_CONFIG = BotoConfig(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+#: Requests never wait on this (the engine bounds their wait); it bounds one background
+#: refresh, which starts `lead` (5 min) early, to 3 × (3 s + 5 s) plus botocore's jittered
+#: backoff, so several refreshes fit before served credentials drop under refresh_ahead.
+#: Standard mode retries throttling and transient errors; `total_max_attempts: 3` is 3 calls
+#: in all (measured: tests/test_sts_wire.py). botocore's `max_attempts: 3` would mean 4.
+_CONNECT_TIMEOUT, _READ_TIMEOUT, STS_CALLS_PER_ATTEMPT = 3, 5, 3
+_BOTO_CONFIG = BotoConfig(
+    connect_timeout=_CONNECT_TIMEOUT,
+    read_timeout=_READ_TIMEOUT,
+    retries={"mode": "standard", "total_max_attempts": STS_CALLS_PER_ATTEMPT},
+)
 #: AssumeRoleWithWebIdentity is not signed: the token is the proof.
 _UNSIGNED_CONFIG = _BOTO_CONFIG.merge(BotoConfig(signature_version=UNSIGNED))
 

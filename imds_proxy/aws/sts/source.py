@@ -25,7 +25,7 @@ from imds_proxy.config.arns import account_of
 from imds_proxy.config.roles import RoleSpec
 from imds_proxy.engine.credentials import Clock, Credentials, key_suffix, wire_time
 from imds_proxy.engine.mfa import MfaSession, SessionKeys
-from imds_proxy.errors import MfaRequired, SourceError
+from imds_proxy.errors import MfaRequired, SourceCredentialsInvalid, SourceError
 
 log = logging.getLogger("imds_proxy.sts")
 
@@ -126,7 +126,10 @@ class AssumeRoleSource:
         except SourceError:
             raise
         except (bce.BotoCoreError, bce.ClientError) as e:  # botocore's errors, mapped
-            raise classify(e, spec) from None
+            error = classify(e, spec)
+            if isinstance(error, SourceCredentialsInvalid):
+                self._forget_keys()
+            raise error from None
         c = answer["Credentials"]
         log.info(
             "%s role=%s session=%s key=%s expires=%s",
@@ -146,6 +149,15 @@ class AssumeRoleSource:
             account_id=account_of(answer["AssumedRoleUser"]["Arn"]) or spec.account_id,
         )
 
+    def _forget_keys(self) -> None:
+        """STS says the keys we signed with are invalid or expired: build the clients again at
+        the next attempt, so keys rotated on disk (or a renewed SSO or MFA session) are read
+        again instead of failing every refresh until a restart."""
+        self._client = None
+        self._signed = None
+        if self.mfa is not None:
+            self.mfa.forget()
+
     def _signing(self, access_key_id: str, secret: str, token: str) -> STSClient:
         """The client that signs with these keys (made again only when they change)."""
         if self._signed is None or self._signed[0] != access_key_id:
@@ -164,10 +176,15 @@ class AssumeRoleSource:
         return client.assume_role_with_web_identity(**web_identity_params(self.spec, self.duration, token))
 
     def _assume_role(self, client: STSClient) -> Mapping[str, Any]:
-        params = assume_role_params(self.spec, self.duration)
-        if self.mfa is not None:
+        if self.mfa is None:
+            return self._assume_role_with(client, {})
+        with self.mfa.flight:  # one role at a time opens (or uses) the shared session
             client, mfa_params = self._through_mfa(client, self.mfa)
-            params.update(mfa_params)
+            return self._assume_role_with(client, mfa_params)
+
+    def _assume_role_with(self, client: STSClient, mfa_params: Mapping[str, str]) -> Mapping[str, Any]:
+        params = assume_role_params(self.spec, self.duration)
+        params.update(mfa_params)
         try:
             answer = client.assume_role(**params)
         except bce.ClientError as e:
