@@ -113,3 +113,15 @@ def test_first_make_run_says_on_stderr_that_it_installs_before_the_pip_step(tmp_
     assert result.returncode != 0
     assert result.stdout == ""  # `make -s run > sandbox.env` keeps only the export lines
     assert result.stderr.startswith("imds-proxy: installing into "), result.stderr
+
+
+def test_every_config_error_is_reported_at_once_one_line_each(tmp_path: Path) -> None:
+    file = tmp_path / "imds-proxy.toml"
+    role = 'role_arn = "arn:aws:iam::123456789012:role/dev"\n'
+    file.write_text(role + 'listen = ["nonsense"]\nduration = 10\nlog_format = "xml"\n')
+    result = run(["serve", "--config", str(file)], isolated_env(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[2].strip() for line in lines] == ["duration", "listen", "log_format"], lines
+    assert all(line.startswith("imds-proxy: config error: ") and "; " in line for line in lines), lines
+
