@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ImdsProxyError(Exception):
     """Base of every error this program raises on purpose."""
@@ -15,6 +17,18 @@ class ConfigError(ImdsProxyError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"config error: {key}: {problem}; {fix}")
+
+
+class ConfigErrors(ConfigError):
+    """Several independent values are invalid: `errors` holds each (one line apiece for the
+    CLI); key, problem and fix are the first one's."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.key, first.problem, first.fix)
+        self.errors = tuple(errors)
+        # One line where one is wanted (a refused reload's log line).
+        self.args = (" | ".join(str(e) for e in self.errors),)
 
 
 class ScenarioError(ConfigError):

@@ -12,7 +12,7 @@ from imds_proxy import config
 from imds_proxy.config import load
 from imds_proxy.config.listeners import Listener, parse_listener
 from imds_proxy.config.roles import SESSION_NAME_RE, default_session_name
-from imds_proxy.errors import ConfigError
+from imds_proxy.errors import ConfigError, ConfigErrors
 
 from fakes import ROLE_ARN
 
@@ -204,3 +204,39 @@ def test_bad_role_tables_name_the_key(values: dict[str, object], key: str) -> No
 
 def test_listener_role_suffix() -> None:
     assert parse_listener("[::1]:8169=dev") == Listener("::1", 8169, "dev")
+
+
+def test_errors_of_independent_keys_are_reported_together(tmp_path: Path) -> None:
+    bad = 'listen = "nonsense"\nduration = 10\nlog_format = "xml"\n'
+    file = write(tmp_path, f'role_arn = "{ROLE_ARN}"\n{bad}')
+    with pytest.raises(ConfigErrors) as raised:
+        load({}, {}, file)
+    assert [e.key for e in raised.value.errors] == ["duration", "listen", "log_format"]
+    assert (raised.value.key, raised.value.fix) == ("duration", "give seconds from 900 to 43200")
+
+
+def test_unknown_keys_in_the_file_are_reported_with_the_other_errors(tmp_path: Path) -> None:
+    file = write(tmp_path, f'role_arn = "{ROLE_ARN}"\nduraton = 900\nlog_level = "loud"\n')
+    with pytest.raises(ConfigErrors) as raised:
+        load({}, {}, file)
+    assert [e.key for e in raised.value.errors] == ["duraton", "log_level"]
+    assert str(file) in raised.value.errors[0].problem
+
+
+def test_one_bad_key_is_a_plain_config_error() -> None:
+    with pytest.raises(ConfigError) as raised:
+        config.build({"role_arn": ROLE_ARN, "hop_limit": "0"})
+    assert type(raised.value) is ConfigError and raised.value.key == "hop_limit"
+
+
+def test_a_listener_naming_a_role_is_not_checked_when_the_roles_failed() -> None:
+    # Which roles exist is unknown: "not configured" would be a second, misleading error.
+    with pytest.raises(ConfigError) as raised:
+        config.build({"role_arn": "not-an-arn", "listen": ["127.0.0.1:1=dev"]})
+    assert type(raised.value) is ConfigError and raised.value.key == "role_arn"
+
+
+def test_a_bad_admin_listen_is_reported_beside_broken_roles() -> None:
+    with pytest.raises(ConfigErrors) as raised:
+        config.build({"role_arn": "not-an-arn", "admin_listen": "127.0.0.1:1=dev"})
+    assert [e.key for e in raised.value.errors] == ["role_arn", "admin_listen"]

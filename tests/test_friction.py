@@ -7,9 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+from conftest import StsRequests
 from procs import daemon, isolated_env, run
+
+SOURCE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "example-secret-key"}
 
 
 def test_unknown_flag_prints_the_sub_commands_usage(tmp_path: Path) -> None:
@@ -113,3 +118,44 @@ def test_first_make_run_says_on_stderr_that_it_installs_before_the_pip_step(tmp_
     assert result.returncode != 0
     assert result.stdout == ""  # `make -s run > sandbox.env` keeps only the export lines
     assert result.stderr.startswith("imds-proxy: installing into "), result.stderr
+
+
+def test_every_config_error_is_reported_at_once_one_line_each(tmp_path: Path) -> None:
+    file = tmp_path / "imds-proxy.toml"
+    role = 'role_arn = "arn:aws:iam::123456789012:role/dev"\n'
+    file.write_text(role + 'listen = ["nonsense"]\nduration = 10\nlog_format = "xml"\n')
+    result = run(["serve", "--config", str(file)], isolated_env(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[2].strip() for line in lines] == ["duration", "listen", "log_format"], lines
+    assert all(line.startswith("imds-proxy: config error: ") and "; " in line for line in lines), lines
+
+
+def test_serve_on_a_busy_listen_port_exits_1_before_calling_sts(
+    tmp_path: Path, local_aws: Any, sts_requests: StsRequests
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ["serve", "--role-arn", local_aws.role_arn, "--sts-endpoint-url", local_aws.url]
+        args += ["--region", "us-east-1", "--listen", f"127.0.0.1:{port}", "--admin-listen", "off"]
+        started = time.monotonic()
+        result = run(args, isolated_env(tmp_path, SOURCE_KEYS))
+        took = time.monotonic() - started
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("imds-proxy:")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], result.stderr
+    assert "AssumeRole" not in result.stderr and sts_requests("AssumeRole") == []
+    assert took < 5, took  # the interpreter and its imports (0.4 s here); nothing waits for STS
+
+
+def test_sandbox_on_a_busy_listen_port_exits_1_before_building_the_scenario(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(["sandbox", "--listen", f"127.0.0.1:{port}"], isolated_env(tmp_path), timeout=30)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()  # nothing of the local AWS: it never started
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], result.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from imds_proxy import __version__, config
 from imds_proxy.cli.common import EXIT_CONFIG, EXIT_FAILURE
-from imds_proxy.errors import ConfigError, ImdsProxyError
+from imds_proxy.errors import ConfigError, ConfigErrors, ImdsProxyError
 from imds_proxy.runtime import shellenv
 from imds_proxy.sandbox.scenarios.file import DEFAULT_SCENARIO
 
@@ -304,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
     except ConfigError as e:
-        print(f"imds-proxy: {e}", file=sys.stderr)
+        for error in e.errors if isinstance(e, ConfigErrors) else (e,):
+            print(f"imds-proxy: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except ImdsProxyError as e:
         print(f"imds-proxy: {e}", file=sys.stderr)

@@ -56,9 +56,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         lifetime = served_lifetime.checked(args.served_lifetime, cfg.role.duration)
         policy = served_lifetime.policy_for(policy, lifetime)
 
+    from imds_proxy.runtime.reload import listener_sockets
     from imds_proxy.sandbox import local_aws as sandbox
     from imds_proxy.sandbox import summary
 
+    # Bound before the local AWS starts and the scenario is built (seconds): a busy --listen
+    # port is one line at once. The daemon serves on these sockets.
+    sockets = listener_sockets(cfg.listeners)
     # Log from the start: the local AWS logs while the scenario is built.
     logs.setup(cfg.log_format, cfg.log_level)
     with sandbox.session(scenario, args.aws_port) as (aws, world):
@@ -85,7 +89,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         cli_version = summary.cli_version()  # before serving: `aws --version` takes a second
         required = scenario.if_denied == "exit"
         factory = sandbox.sts_factory(aws, world)
-        return run_daemon(cfg, factory, ready, wrap_sources=wrap, policy=policy, require_credentials=required)
+        return run_daemon(
+            cfg, factory, ready, wrap_sources=wrap, policy=policy, require_credentials=required,
+            sockets=sockets,
+        )  # fmt: skip
 
 
 #: Keys about the daemon's own listeners, which exec does not open (it serves a private one).

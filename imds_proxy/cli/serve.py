@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 from collections.abc import Callable
 
 from imds_proxy.aws.sts import ClientFactory, build_sources, default_client
@@ -40,10 +41,12 @@ def run_daemon(
     policy: RefreshPolicy | None = None,
     require_credentials: bool = True,
     reconfigure: Callable[[], Config] | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> int:
     """Set up logging and run the daemon over cfg's roles until stopped. `wrap_sources`,
-    `policy` and `require_credentials=False` are the sandbox's (served lifetime; serve a
-    denied role); `reconfigure` reads the config again for a reload (SIGHUP)."""
+    `policy`, `require_credentials=False` and `sockets` (the listeners', bound already) are the
+    sandbox's (served lifetime; serve a denied role); `reconfigure` reads the config again for
+    a reload (SIGHUP)."""
     from imds_proxy.runtime import daemon
 
     logs.setup(cfg.log_format, cfg.log_level)
@@ -64,6 +67,7 @@ def run_daemon(
                 on_ready=on_ready,
                 require_credentials=require_credentials,
                 reload=reload if reconfigure is not None else None,
+                sockets=sockets,
             )
         )
     except CredentialsUnavailable as e:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from imds_proxy.config.admin import AdminSettings, build_admin
 from imds_proxy.config.clients import ClientMap, build_clients
+from imds_proxy.config.collect import Collector
 from imds_proxy.config.container import ContainerSettings, build_container
 from imds_proxy.config.identity import Identity, build_identity
 from imds_proxy.config.listeners import DEFAULT_LISTEN, Channel, Listener, build_listeners
@@ -93,6 +94,13 @@ class Config:
 
 def read_file(path: Path) -> dict[str, Any]:
     """The TOML config file as a flat mapping of known keys."""
+    data, unknown = _read_toml(path)
+    Collector(unknown).raise_found()
+    return data
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], list[ConfigError]]:
+    """The file's known keys, and an error for each unknown one (reported with the others)."""
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
@@ -102,10 +110,10 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid TOML ({e})", "fix the file") from None
     except OSError as e:
         raise ConfigError("config", f"cannot read {path} ({e.strerror})", "check its permissions") from None
-    unknown = sorted(set(data) - set(KEYS) - {"roles"})
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown key in {path}", f"use one of: {', '.join(KEYS)}")
-    return data
+    known = (*KEYS, "roles")
+    fix = f"use one of: {', '.join(KEYS)}"
+    unknown = [ConfigError(key, f"unknown key in {path}", fix) for key in sorted(set(data) - set(known))]
+    return {k: v for k, v in data.items() if k in known}, unknown
 
 
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -138,8 +146,12 @@ def load(
     `inherited`: listeners on sockets systemd passed (see build)."""
     env_values = read_env(env)
     file_path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
-    file_values = read_file(file_path) if file_path else {}
-    return build(merge(file_values, env_values, cli), profiles, inherited)
+    file_values, unknown = _read_toml(file_path) if file_path else ({}, [])
+    found = Collector(unknown)  # reported with the values' errors
+    cfg = found.take(lambda: build(merge(file_values, env_values, cli), profiles, inherited), None)
+    found.raise_found()
+    assert cfg is not None  # raise_found raised
+    return cfg
 
 
 def build(
@@ -149,33 +161,44 @@ def build(
     `profiles` reads ~/.aws/config profiles for roles that name one. `inherited` listeners
     (sockets from systemd) serve the default role; with them, `listen` has no default: only
     the addresses it names are bound besides them."""
-    unknown = sorted(set(values) - set(KEYS) - {"roles"})
-    if unknown:
-        raise ConfigError(unknown[0], "is not a configuration key", f"use one of: {', '.join(KEYS)}, roles")
-    roles = build_roles(values, profiles)
-    role = next(iter(roles.values()))
-    duration = min(r.duration for r in roles.values())
-
-    half = duration // 2
-    if "refresh_ahead" in values:
-        ahead = whole_number(values, "refresh_ahead", DEFAULT_REFRESH_AHEAD, 60, half, "seconds")
-    else:
-        ahead = min(DEFAULT_REFRESH_AHEAD, half)
-
-    identity = build_identity(values, role)
-    clients = build_clients(values.get("clients"), roles)
-    container = build_container(values)
-    if clients.configured and not container.enabled:
-        raise ConfigError(
-            "clients",
-            "maps clients to roles, but the container endpoint is off",
-            "set container_token_file (or container_token) as well",
-        )
-    channels: tuple[Channel, ...] = ("imds", "container") if container.enabled else ("imds",)
-    peers = build_peers(values.get("allow_clients"), clients)
-    hop_limit = whole_number(values, "hop_limit", DEFAULT_HOP_LIMIT, 1, MAX_HOP_LIMIT, "hops")
+    found = Collector()
+    for key in sorted(set(values) - set(KEYS) - {"roles"}):
+        found.add(ConfigError(key, "is not a configuration key", f"use one of: {', '.join(KEYS)}, roles"))
+    # Keys are checked independently, so that one run names every bad one. What depends on a
+    # key that failed is not checked (its error would be a consequence, not news): without
+    # roles, refresh_ahead (bounded by their durations), identity (their region), clients and
+    # allow_clients (role names), a listener's =ROLE.
+    roles = found.take(lambda: build_roles(values, profiles), None)
     listen = values.get("listen", [DEFAULT_LISTEN])
-    bound = build_listeners(listen, roles) if "listen" in values or not inherited else ()
+    wanted = "listen" in values or not inherited
+    bound = found.take(lambda: build_listeners(listen, roles) if wanted else (), None)
+    # Only the addresses matter to the admin endpoint's check: roles or no roles.
+    admin = found.take(lambda: build_admin(values, (*inherited, *(bound or ()))), AdminSettings())
+    container = found.take(lambda: build_container(values), ContainerSettings())
+    hop_limit = found.take(
+        lambda: whole_number(values, "hop_limit", DEFAULT_HOP_LIMIT, 1, MAX_HOP_LIMIT, "hops"), 0
+    )
+    log_format = found.take(lambda: choice(values, "log_format", "text", ("text", "json")), "")
+    levels = ("debug", "info", "warning", "error")
+    log_level = found.take(lambda: choice(values, "log_level", "info", levels), "").upper()
+    imdsv1 = found.take(lambda: choice(values, "imdsv1", "disabled", ("enabled", "disabled")), "")
+    daemon_wide = _mfa_and_control(values, found)
+    if roles is None or bound is None:
+        found.raise_found()
+    assert roles is not None and bound is not None  # raise_found raised
+    role = next(iter(roles.values()))
+    half = min(r.duration for r in roles.values()) // 2
+    ahead = min(DEFAULT_REFRESH_AHEAD, half)
+    if "refresh_ahead" in values:
+        seconds = (DEFAULT_REFRESH_AHEAD, 60, half, "seconds")
+        ahead = found.take(lambda: whole_number(values, "refresh_ahead", *seconds), ahead)
+    identity = found.take(lambda: build_identity(values, role), None)
+    clients = found.take(lambda: _clients(values, roles, container), ClientMap())
+    peers = found.take(lambda: build_peers(values.get("allow_clients"), clients), None)
+    found.raise_found()
+    assert identity is not None and peers is not None  # raise_found raised
+
+    channels: tuple[Channel, ...] = ("imds", "container") if container.enabled else ("imds",)
     listeners = tuple(
         dataclasses.replace(
             listener,
@@ -187,29 +210,51 @@ def build(
         )
         for listener in (*inherited, *bound)
     )
-
-    log_format = choice(values, "log_format", "text", ("text", "json"))
-    log_level = choice(values, "log_level", "info", ("debug", "info", "warning", "error")).upper()
-    imdsv1 = choice(values, "imdsv1", "disabled", ("enabled", "disabled")) == "enabled"
-
     return Config(
         listeners=listeners,
         roles=MappingProxyType(roles),
         refresh_ahead=timedelta(seconds=ahead),
         identity=identity,
-        imdsv1=imdsv1,
+        imdsv1=imdsv1 == "enabled",
         log_format=log_format,  # type: ignore[arg-type]
         log_level=log_level,
         container=container,
         clients=clients,
-        admin=build_admin(values, listeners),
-        **_mfa_and_control(values),
+        admin=admin,
+        **daemon_wide,
     )
 
 
-def _mfa_and_control(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The daemon-wide keys of the control socket and the MFA warning."""
-    socket_path = text(values, "control_socket")
+def _clients(
+    values: Mapping[str, Any], roles: Mapping[str, RoleSpec], container: ContainerSettings
+) -> ClientMap:
+    """The client map, which needs the container endpoint it maps clients to."""
+    clients = build_clients(values.get("clients"), roles)
+    if clients.configured and not container.enabled:
+        raise ConfigError(
+            "clients",
+            "maps clients to roles, but the container endpoint is off",
+            "set container_token_file (or container_token) as well",
+        )
+    return clients
+
+
+def _mfa_and_control(values: Mapping[str, Any], found: Collector) -> dict[str, Any]:
+    """The daemon-wide keys of the control socket and the MFA warning; each bad one is added
+    to `found`, and the result is then not used."""
+    socket_path = found.take(lambda: text(values, "control_socket"), None)
+    warn = found.take(
+        lambda: whole_number(values, "mfa_warn_ahead", DEFAULT_MFA_WARN_AHEAD, 60, 86400, "seconds"),
+        DEFAULT_MFA_WARN_AHEAD,
+    )
+    return {
+        "control_socket": Path(socket_path).expanduser() if socket_path else None,
+        "mfa_warn_ahead": timedelta(seconds=warn),
+        "notify_command": found.take(lambda: _notify_command(values), None),
+    }
+
+
+def _notify_command(values: Mapping[str, Any]) -> tuple[str, ...] | None:
     notify = text(values, "notify_command")
     try:
         notify_argv = tuple(shlex.split(notify)) if notify else None
@@ -217,9 +262,4 @@ def _mfa_and_control(values: Mapping[str, Any]) -> dict[str, Any]:
         notify_argv = ()
     if notify_argv == ():
         raise ConfigError("notify_command", "is not a command", 'write e.g. notify_command = "notify-send"')
-    warn = whole_number(values, "mfa_warn_ahead", DEFAULT_MFA_WARN_AHEAD, 60, 86400, "seconds")
-    return {
-        "control_socket": Path(socket_path).expanduser() if socket_path else None,
-        "mfa_warn_ahead": timedelta(seconds=warn),
-        "notify_command": notify_argv,
-    }
+    return notify_argv

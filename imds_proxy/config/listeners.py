@@ -88,15 +88,16 @@ def parse_listener(value: str, key: str = "listen") -> Listener:
     return Listener(host, port, role or None)
 
 
-def build_listeners(raw_listen: Any, roles: Collection[str]) -> tuple[Listener, ...]:
-    """The `listen` key (one string or a list), without repeats; each `=ROLE` must be configured."""
+def build_listeners(raw_listen: Any, roles: Collection[str] | None) -> tuple[Listener, ...]:
+    """The `listen` key (one string or a list), without repeats; each `=ROLE` must be configured
+    (not checked with `roles` None: the roles themselves failed)."""
     if isinstance(raw_listen, str):
         raw_listen = [raw_listen]
     if not isinstance(raw_listen, list | tuple) or not raw_listen:
         raise ConfigError("listen", "needs at least one HOST:PORT", f'e.g. listen = ["{DEFAULT_LISTEN}"]')
     listeners = tuple(dict.fromkeys(parse_listener(str(v)) for v in raw_listen))
     for listener in listeners:
-        if listener.role is not None and listener.role not in roles:
+        if roles is not None and listener.role is not None and listener.role not in roles:
             raise ConfigError(
                 "listen",
                 f"{listener} serves role {listener.role!r}, which is not configured",

@@ -117,8 +117,12 @@ class ControlServer:
             raise ControlError(f"cannot create the control socket {self.path} ({e.strerror})") from None
         # The directory is 0700 already, so no one else could reach it in between.
         os.chmod(self.path, 0o600)
-        log.info("control socket %s", self.path)
         return self
+
+    @property
+    def listening(self) -> bool:
+        """Whether this daemon holds the socket (logged by the daemon once it serves)."""
+        return self._server is not None
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None

@@ -8,9 +8,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from aiohttp import web
 
@@ -30,7 +30,7 @@ from imds_proxy.runtime.controller import Controller
 from imds_proxy.runtime.metrics import Metrics
 from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier, wake_on_open
 from imds_proxy.runtime.notify import sd_notify
-from imds_proxy.runtime.reload import ListenerSet, Reloader, bind_hint
+from imds_proxy.runtime.reload import ListenerSet, Reloader, bind_hint, listener_sockets
 from imds_proxy.server.app import create_app
 
 log = logging.getLogger("imds_proxy.daemon")
@@ -100,18 +100,18 @@ def build_engine(
 
 def _services(
     config: Config, engine: CredentialEngine, mfa_sessions: Mapping[str, MfaSession]
-) -> list[contextlib.AbstractAsyncContextManager[Any]]:
+) -> tuple[ControlServer, MfaWatcher]:
     """What runs beside the listeners: the control socket, and the MFA watcher."""
     controller = Controller(config, engine, mfa_sessions, utc_now)
     notify = command_notifier(config.notify_command) if config.notify_command else None
-    return [
+    return (
         ControlServer(
             config.control_socket or control_socket.default_path(),
             controller.handle,
             required=config.control_socket is not None or bool(mfa_sessions),
         ),
         MfaWatcher(list({id(s): s for s in mfa_sessions.values()}.values()), utc_now, notify),
-    ]
+    )
 
 
 async def serve(
@@ -123,15 +123,18 @@ async def serve(
     on_ready: OnReady | None = None,
     require_credentials: bool = True,
     reload: Reloader | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Build the engine over `sources` and own it: start the admin endpoint, prime the engine,
-    start the services (control socket, MFA watcher), bind every listener (one app each, all
-    handed the engine), report ready, run its refresh until SIGTERM/SIGINT — reloading on
-    SIGHUP with `reload` — and stop it, letting requests in flight finish.
+    """Build the engine over `sources` and own it. First everything local: start the admin
+    endpoint, bind every listener's socket (or take `sockets`, one per listener, bound by the
+    caller), start the services (control socket, MFA watcher); then prime the engine, serve
+    each listener's app (all handed the engine) on its socket, report ready, run its refresh
+    until SIGTERM/SIGINT — reloading on SIGHUP with `reload` — and stop it, letting requests
+    in flight finish.
 
-    Raises CredentialsUnavailable when the first credentials cannot be had, ListenError
-    when a listener cannot be bound; nothing is served in either case (with
-    require_credentials=False, see prime()).
+    Raises ListenError or ControlError before any STS call when a socket cannot be had,
+    CredentialsUnavailable when the first credentials cannot be had; nothing is served in
+    either case (with require_credentials=False, see prime()).
     """
     stop = asyncio.Event()
     hup = asyncio.Event()
@@ -157,14 +160,22 @@ async def serve(
             started.enter_context(audit.queued())
             admin = AdminSite(config.admin, metrics.render, lambda: _unready(engine, listeners.bound))
             await started.enter_async_context(admin)
+            # Local first: a busy port or an unusable control socket directory fails now,
+            # before the first AssumeRole, not after it.
+            waiting = list(sockets) if sockets is not None else listener_sockets(config.listeners)
+            started.callback(_close, waiting)  # those no listener serves yet
+            control, watcher = _services(config, engine, mfa_sessions or {})
+            await started.enter_async_context(control)
+            await started.enter_async_context(watcher)
             await prime(engine, required=require_credentials)
             await started.enter_async_context(engine.running())
-            for service in _services(config, engine, mfa_sessions or {}):
-                await started.enter_async_context(service)
             for listener in config.listeners:
-                _log_listener(config, await listeners.start(config, listener))
+                _log_listener(config, await listeners.start(config, listener, waiting[0]))
+                waiting.pop(0)  # its runner closes it now
             if admin.url:
                 log.info("admin endpoint on %s (/healthz /readyz /metrics)", admin.url)
+            if control.listening:
+                log.info("control socket %s", control.path)
             if on_ready:
                 on_ready(listeners.bound)
             sd_notify("READY=1")
@@ -183,6 +194,12 @@ async def serve(
         for sig in signals:
             loop.remove_signal_handler(sig)
         await listeners.close_all()
+
+
+def _close(sockets: list[socket.socket]) -> None:
+    """Close the sockets bound for listeners that never started (start-up failed)."""
+    for sock in sockets:
+        sock.close()
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -53,6 +53,20 @@ def listener_socket(listener: Listener) -> socket.socket:
     if listener.fd is not None:
         return socket.socket(fileno=listener.fd)
     return listen_socket(listener)
+
+
+def listener_sockets(listeners: Sequence[Listener]) -> list[socket.socket]:
+    """Every listener's socket, in order; ListenError, the ones bound so far closed again,
+    when one cannot be had."""
+    sockets: list[socket.socket] = []
+    try:
+        for listener in listeners:
+            sockets.append(listener_socket(listener))
+    except ListenError:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
 
 
 def bind_hint(listener: Listener, e: Exception, flag: str = "--listen") -> str:
@@ -120,14 +134,7 @@ class ListenerSet:
         wanted = {(lst.host, lst.port): lst for lst in new.listeners}
         added = [lst for a, lst in wanted.items() if a not in self._open]
         removed = [a for a in self._open if a not in wanted]
-        sockets: list[socket.socket] = []
-        try:
-            for listener in added:
-                sockets.append(listener_socket(listener))
-        except ListenError:
-            for s in sockets:
-                s.close()
-            raise
+        sockets = listener_sockets(added)
         await self.close(*removed)  # drained while their roles are still in the engine
         engine.update(sources)
         for address, opened in self._open.items():
