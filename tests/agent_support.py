@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,10 @@ async def running_agent(
     )
     stop = asyncio.Event()
     ready: asyncio.Future[tuple[list[Listener], Agent]] = asyncio.get_running_loop().create_future()
-    on_ready: Callable[[list[Listener], Agent], None] = lambda bound, agent: ready.set_result((bound, agent))
+
+    def on_ready(bound: list[Listener], agent: Agent) -> None:
+        ready.set_result((bound, agent))
+
     try:
         async with KubeApi(config_file) as api:
             task = asyncio.create_task(
