@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from imds_proxy.config.listeners import Listener
@@ -18,6 +17,7 @@ from imds_proxy.config.roles import RoleSpec
 from imds_proxy.engine.credentials import utc_now
 
 from agent_support import NODE, running_agent
+from conftest import caller_arn
 from fakes import ISSUED, FakeClock
 from kube_fake import FakeCluster
 from netns import AGENT_IP, POD_IP, POD_IP6, Namespaces, node_and_pod, require_netns
@@ -136,15 +136,9 @@ async def test_a_pod_namespace_gets_its_role_and_every_refusal_has_its_status(
     v4, v6, other_node, other_audience, expired, deleted, no_binding = results
     for sdk in (v4, v6):
         assert sdk.get("method") == "container-role", sdk
-        identity = boto3.client(
-            "sts",
-            region_name="us-east-1",
-            endpoint_url=local_aws.url,
-            aws_access_key_id=sdk["key"],
-            aws_secret_access_key=sdk["secret"],
-            aws_session_token=sdk["token"],
-        ).get_caller_identity()
-        assert identity["Arn"].endswith("assumed-role/imds-proxy-sandbox/k8s-shop-web-1"), identity
+        doc = {"AccessKeyId": sdk["key"], "SecretAccessKey": sdk["secret"], "Token": sdk["token"]}
+        arn = caller_arn(doc, local_aws)
+        assert arn.endswith("assumed-role/imds-proxy-sandbox/k8s-shop-web-1"), arn
     assert [r["status"] for r in (other_node, other_audience, expired, deleted)] == [403, 403, 403, 403], (
         results
     )

@@ -1,3 +1,3 @@
-"""The node agent (`imds-proxy node-agent`): per-pod roles on any Kubernetes cluster, each pod
-proven by its projected ServiceAccount token (TokenReview), never by its IP alone. The only
-package that imports kubernetes_asyncio."""
+"""The node agent (`imds-proxy node-agent`): the API adapter (the only importer of
+kubernetes_asyncio), TokenReview and its cache, the pod watch, the policy file, the identity
+gate, per-pod sessions in the engine, the agent's run time."""
