@@ -44,7 +44,7 @@ def cmd_node_agent(args: argparse.Namespace) -> int:
     from imds_proxy.aws.sts import default_client
     from imds_proxy.kubernetes.agent import run_agent
     from imds_proxy.kubernetes.api import ApiError, KubeApi
-    from imds_proxy.kubernetes.policy import PolicyError
+    from imds_proxy.kubernetes.policy import PolicyError, read_policy
     from imds_proxy.kubernetes.settings import DEFAULT_LISTEN, AgentSettings, RateLimit
     from imds_proxy.runtime import logs
 
@@ -69,6 +69,11 @@ def cmd_node_agent(args: argparse.Namespace) -> int:
         sts_endpoint_url=args.sts_endpoint_url,
         rate=RateLimit(per_second=args.rate, burst=args.burst),
     )
+    try:
+        read_policy(settings.policy_file)  # an unusable policy is said before anything starts
+    except PolicyError as e:
+        print(f"imds-proxy: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     logs.setup(args.log_format, args.log_level.upper())
 
     async def run() -> None:
