@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import boto3
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -208,3 +209,16 @@ def sts_requests(local_aws: Any) -> Iterator[StsRequests]:
     yield read
     recorder.stop_recording()
     recorder.reset_recording()
+
+
+def caller_arn(doc: dict[str, Any], local_aws: Any) -> str:
+    """Who moto's STS says the served credentials belong to."""
+    sts = boto3.Session().client(
+        "sts",
+        region_name="us-east-1",
+        endpoint_url=local_aws.url,
+        aws_access_key_id=doc["AccessKeyId"],
+        aws_secret_access_key=doc["SecretAccessKey"],
+        aws_session_token=doc["Token"],
+    )
+    return str(sts.get_caller_identity()["Arn"])

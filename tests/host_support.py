@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from netns import Netns
 
+from netns import Netns
 from sdk_support import skip_unless_ci
 
 ROOT = Path(__file__).parent.parent

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -25,7 +24,7 @@ from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.errors import ConfigError
 from imds_proxy.server.app import create_app
 
-from conftest import StsRequests, get_credentials
+from conftest import StsRequests, caller_arn, get_credentials
 from fakes import ISSUED, FakeClock
 
 ACCOUNT = "123456789012"
@@ -80,19 +79,6 @@ async def serve_and_fetch(cfg: config.Config, aiohttp_client: AppClient, role: s
     engine = CredentialEngine(sources, RefreshPolicy.of(cfg), clock, rng=random.Random(1))
     app = create_app(cfg, engine, clock=clock, tokens=TokenIssuer(clock.seconds))
     return await get_credentials(await aiohttp_client(app), role)
-
-
-def caller_arn(doc: dict[str, Any], local_aws: Any) -> str:
-    """Who moto's STS says the served credentials belong to."""
-    sts = boto3.Session().client(
-        "sts",
-        region_name="us-east-1",
-        endpoint_url=local_aws.url,
-        aws_access_key_id=doc["AccessKeyId"],
-        aws_secret_access_key=doc["SecretAccessKey"],
-        aws_session_token=doc["Token"],
-    )
-    return str(sts.get_caller_identity()["Arn"])
 
 
 async def test_source_profile_chain_ends_in_role_credentials_served_by_us(

@@ -210,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=3.0, help="seconds per request (default 3)")
     health.set_defaults(func="healthcheck:cmd_healthcheck")
     _add_host_commands(sub)
+    agent = sub.add_parser(
+        "node-agent",
+        help="serve per-pod roles on a Kubernetes node, proven by ServiceAccount tokens",
+        description="The DaemonSet mode (docs/kubernetes.md): the container-credentials endpoint on "
+        "169.254.170.23 and [fd00:ec2::23]; each request's token is checked with TokenReview and "
+        "its pod gets the role the policy binds to its ServiceAccount.",
+    )
+    from imds_proxy.cli.node_agent import add_arguments
+
+    add_arguments(agent)
+    agent.set_defaults(func="node_agent:cmd_node_agent")
     for command in sub.choices.values():
         # Unknown flags are reported by the sub-command's parser, with its usage, not the top's.
         command.set_defaults(sub_parser=command)
