@@ -12,91 +12,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imds_proxy import __version__, config
+from imds_proxy import __version__
 from imds_proxy.cli.common import EXIT_CONFIG, EXIT_FAILURE
+from imds_proxy.cli.options import ADMIN, COMMON, CONTAINER, ROLE_OPTIONS, SERVE, add
 from imds_proxy.errors import ConfigError, ConfigErrors, ImdsProxyError
 from imds_proxy.runtime import shellenv
 from imds_proxy.sandbox.scenarios.file import DEFAULT_SCENARIO
-
-#: CLI option → config key, for options shared by serve and sandbox.
-_COMMON = {
-    "--listen": ("listen", "HOST:PORT to serve IMDS on; repeatable (default 127.0.0.1:8169)"),
-    "--role-session-name": ("role_session_name", "RoleSessionName (default imds-proxy-<host>)"),
-    "--duration": ("duration", "session duration in seconds, 900-43200 (default 3600)"),
-    "--refresh-ahead": (
-        "refresh_ahead",
-        "served credentials keep at least this many seconds (default 1800, at most half the duration)",
-    ),
-    "--imdsv1": ("imdsv1", "enabled|disabled: serve GETs without a token (default disabled)"),
-    "--instance-id": ("instance_id", "instance id to report (default derived from host and role)"),
-    "--availability-zone": ("availability_zone", "AZ to report: the region plus one letter"),
-    "--instance-type": ("instance_type", "instance type to report (default t3.micro)"),
-    "--allow-client": (
-        "allow_clients",
-        "NETWORK that may ask besides this host's own addresses (e.g. a bridge's); repeatable",
-    ),
-    "--hop-limit": ("hop_limit", "IP TTL / hop limit of token replies, 1-64 (default 1, as EC2)"),
-    "--log-format": ("log_format", "text|json (default text)"),
-    "--log-level": ("log_level", "debug|info|warning|error (default info)"),
-}
-_SERVE = {
-    "--role-arn": ("role_arn", "the role to assume and serve"),
-    "--external-id": ("external_id", "ExternalId for AssumeRole"),
-    "--region": ("region", "STS region (regional endpoint) and the region IMDS reports"),
-    "--source-profile": (
-        "source_profile",
-        "~/.aws/config profile our own credentials for STS come from (default: boto3's chain)",
-    ),
-    "--sts-endpoint-url": ("sts_endpoint_url", "STS endpoint URL (e.g. a VPC endpoint)"),
-}
-#: The admin endpoint (serve and sandbox).
-_ADMIN = {
-    "--admin-listen": (
-        "admin_listen",
-        "HOST:PORT for /healthz, /readyz and /metrics, or off (default 127.0.0.1:9169; never a "
-        "credential listener's address)",
-    ),
-}
-#: The container channel. The token itself has no option: command lines are visible to
-#: every user (ps); it comes from the config file, IMDS_PROXY_CONTAINER_TOKEN or a file.
-_CONTAINER = {
-    "--container-token-file": (
-        "container_token_file",
-        "serve container credentials at /v1/credentials[/ROLE], authorized by the token in this "
-        "file (generated if the file does not exist)",
-    ),
-    "--client": (
-        "clients",
-        "NETWORK=ROLE: clients from NETWORK get only ROLE; repeatable (needs the container endpoint)",
-    ),
-}
-#: Roles from ~/.aws/config, the full AssumeRole surface, web identity and MFA.
-_ROLE_OPTIONS = {
-    "--profile": ("profile", "take the role and its source from this ~/.aws/config profile"),
-    "--credential-source": ("credential_source", "Environment|Ec2InstanceMetadata|EcsContainer"),
-    "--web-identity-token-file": (
-        "web_identity_token_file",
-        "assume the role with this OIDC token (re-read at every refresh)",
-    ),
-    "--policy": ("policy", "session policy (JSON)"),
-    "--policy-file": ("policy_file", "file holding the session policy"),
-    "--policy-arn": ("policy_arns", "managed session policy ARN; repeatable"),
-    "--tag": ("tags", "session tag KEY=VALUE; repeatable"),
-    "--transitive-tag-key": ("transitive_tag_keys", "tag key that survives role chaining; repeatable"),
-    "--source-identity": ("source_identity", "SourceIdentity for AssumeRole"),
-    "--mfa-serial": ("mfa_serial", "MFA device ARN; codes come from `imds-proxy mfa` or --mfa-process"),
-    "--mfa-process": ("mfa_process", "command that prints an MFA code (e.g. a password manager)"),
-    "--mfa-duration": ("mfa_duration", "MFA session length in seconds, 900-129600 (default 43200)"),
-    "--mfa-warn-ahead": ("mfa_warn_ahead", "warn this many seconds before an MFA session ends (1800)"),
-    "--notify-command": ("notify_command", "command run with a message when an MFA session is ending"),
-    "--control-socket": ("control_socket", "control socket path (default $XDG_RUNTIME_DIR/imds-proxy/)"),
-}
-
-
-def _add(parser: argparse.ArgumentParser, options: dict[str, tuple[str, str]]) -> None:
-    for flag, (key, help_text) in options.items():
-        action = "append" if key in config.LIST_KEYS else "store"
-        parser.add_argument(flag, dest=key, action=action, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,11 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="assume a role through STS and serve it over IMDSv2")
     serve.add_argument("--config", type=Path, help="TOML config file (same keys as the options)")
-    _add(serve, _SERVE)
-    _add(serve, _ROLE_OPTIONS)
-    _add(serve, _COMMON)
-    _add(serve, _CONTAINER)
-    _add(serve, _ADMIN)
+    add(serve, SERVE)
+    add(serve, ROLE_OPTIONS)
+    add(serve, COMMON)
+    add(serve, CONTAINER)
+    add(serve, ADMIN)
     serve.set_defaults(func="serve:cmd_serve")
 
     mfa_cmd = sub.add_parser("mfa", help="give the running daemon an MFA code (prompts for it)")
@@ -150,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--aws-port", type=int, default=0, help="port of the local AWS (default: a free one)"
     )
-    _add(sandbox, _COMMON)
-    _add(sandbox, _ADMIN)
+    add(sandbox, COMMON)
+    add(sandbox, ADMIN)
     sandbox.set_defaults(func="sandbox:cmd_sandbox")
 
     run = sub.add_parser(
@@ -159,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a command with the role's credentials (private container endpoint)",
         usage="imds-proxy exec [OPTIONS] -- COMMAND [ARGS...]",
         description="Run COMMAND with a role's credentials, served on a private loopback port with a fresh "
-        "token (AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN); inherited "
+        "token (AWSCONTAINER_CREDENTIALS_FULL_URI and AWSCONTAINER_AUTHORIZATION_TOKEN); inherited "
         "AWS keys and profiles are removed so they cannot win. Exits with COMMAND's exit code.",
     )
     run.add_argument("--config", type=Path, help="TOML config file (same keys as serve's options)")
@@ -177,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --sandbox: the scenario to build (default photos; see sandbox --list-scenarios)",
     )
     run.add_argument("--variant", help="with --sandbox: a variant of the scenario")
-    _add(run, _SERVE)
-    _add(run, {"--profile": _ROLE_OPTIONS["--profile"]})
-    _add(run, {k: v for k, v in _COMMON.items() if k != "--listen"})
+    add(run, SERVE)
+    add(run, {"--profile": ROLE_OPTIONS["--profile"]})
+    add(run, {k: v for k, v in COMMON.items() if k != "--listen"})
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
     run.set_defaults(func="exec:cmd_exec")
 
@@ -189,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print what a shell needs to use the daemon the config describes: "
         'eval "$(imds-proxy env)" (sh), imds-proxy env --shell fish | source, '
         "imds-proxy env --shell powershell | Invoke-Expression. Never prints a secret: with "
-        "--container it points at the token file (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).",
+        "--container it points at the token file (AWSCONTAINER_AUTHORIZATION_TOKEN_FILE).",
     )
     env.add_argument("--config", type=Path, help="TOML config file (default: $IMDS_PROXY_CONFIG)")
     env.add_argument("--shell", choices=shellenv.SHELLS, default="sh", help="syntax to print (default sh)")
@@ -242,9 +163,9 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     doctor.add_argument("--variant", help="with --sandbox: a variant of the scenario")
     doctor.add_argument("--aws-port", type=int, default=0, help="with --sandbox: port of the local AWS")
     doctor.add_argument("--timeout", type=float, default=1.0, help="seconds per request to IMDS (default 1)")
-    _add(doctor, _SERVE)
-    _add(doctor, {k: v for k, v in _ROLE_OPTIONS.items() if k != "--control-socket"})
-    _add(doctor, {k: _COMMON[k] for k in ("--role-session-name", "--duration", "--log-format")})
+    add(doctor, SERVE)
+    add(doctor, {k: v for k, v in ROLE_OPTIONS.items() if k != "--control-socket"})
+    add(doctor, {k: COMMON[k] for k in ("--role-session-name", "--duration", "--log-format")})
     doctor.set_defaults(func="doctor:cmd_doctor")
 
 
