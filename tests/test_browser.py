@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from browser_support import Page, chromium
 
+from browser_support import Page, chromium
 from conftest import TOKEN, TTL
 from fakes import ISSUED, remember
 from live_daemon import CONTAINER_TOKEN, credentials, live_daemon

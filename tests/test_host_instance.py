@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_support import daemon, daemon_env, moto_sts, shared_venv, wait_for_key  # noqa: F401
 from test_cli_v2 import require_cli_v2
 from test_go_sdk import go_resolve  # noqa: F401  (the fixture)
 
+from host_support import daemon, daemon_env, moto_sts, shared_venv, wait_for_key  # noqa: F401
 from netns import Netns, namespaces
 from procs import isolated_env
 from sdk_support import JS_DIR, require_js

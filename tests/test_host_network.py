@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from host_support import daemon, daemon_env, fetch_key, moto_sts, shared_venv, wait_for_key  # noqa: F401
 
+from host_support import daemon, daemon_env, fetch_key, moto_sts, shared_venv, wait_for_key  # noqa: F401
 from netns import Netns, link, namespaces
 from procs import isolated_env
 

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from host_support import ROOT, shared_venv  # noqa: F401
 
+from host_support import ROOT, shared_venv  # noqa: F401
 from sdk_support import skip_unless_ci
 
 UNITS = ("imds-proxy.service", "imds-proxy.socket", "imds-proxy-address.service")
