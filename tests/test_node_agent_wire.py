@@ -20,7 +20,15 @@ from imds_proxy.config.listeners import Listener
 from imds_proxy.config.roles import RoleSpec
 from imds_proxy.engine.credentials import Credentials, utc_now
 
-from agent_netns import AGENT_IP, POD_IP, POD_IP6, Namespaces, node_and_pod, require_netns
+from agent_netns import (
+    AGENT_IP,
+    POD_IP,
+    POD_IP6,
+    Namespaces,
+    add_second_pod_address,
+    node_and_pod,
+    require_netns,
+)
 from agent_support import NODE, Running, running_agent
 from conftest import caller_arn
 from container_support import JS_DIR, require_node
@@ -58,32 +66,6 @@ class Wire:
         assert creds is not None, "the agent holds no session for shop/web-1"
         ISSUED.update((creds.secret_access_key, creds.session_token))
         return creds
-
-
-def add_second_pod_address(ns: Namespaces) -> None:
-    """A second pod's address in the pod namespace, routed back from the node."""
-    pod_end = next(
-        line.split(":")[1].strip().split("@")[0]
-        for line in subprocess.run(
-            ["ip", "-n", ns.pod, "-o", "link", "show", "type", "veth"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    )
-    node_end = "ikn" + pod_end[3:]
-    subprocess.run(
-        ["ip", "-n", ns.pod, "addr", "add", f"{POD_IP_B}/32", "dev", pod_end], check=True, timeout=10
-    )
-    subprocess.run(
-        ["ip", "-n", ns.node, "route", "add", f"{POD_IP_B}/32", "dev", node_end], check=True, timeout=10
-    )
-    # The SDKs' requests leave from the first pod's address.
-    subprocess.run(
-        ["ip", "-n", ns.pod, "route", "replace", f"{AGENT_IP}/32", "dev", pod_end, "src", POD_IP],
-        check=True,
-        timeout=10,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -124,7 +106,7 @@ async def wired(tmp_path: Path, local_aws: Any, *, synced: bool = True) -> Async
         cluster.lists_open.clear()
     listeners = (Listener(AGENT_IP, 80), Listener("fd00:ec2::23", 80))
     with node_and_pod() as ns:
-        add_second_pod_address(ns)
+        add_second_pod_address(ns, POD_IP_B)
         async with running_agent(
             tmp_path,
             clock,
