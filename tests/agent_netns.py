@@ -114,3 +114,30 @@ def node_and_pod() -> Iterator[Namespaces]:
     finally:
         for name in reversed(made):  # deleting a namespace deletes its veth end, and so the pair
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
+
+
+def add_second_pod_address(ns: Namespaces, address: str) -> None:
+    """A second pod's address in the pod namespace, routed back from the node; the pod
+    namespace's own requests to the agent still leave from POD_IP."""
+    pod_end = next(
+        line.split(":")[1].strip().split("@")[0]
+        for line in subprocess.run(
+            ["ip", "-n", ns.pod, "-o", "link", "show", "type", "veth"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    )
+    node_end = "ikn" + pod_end[3:]
+    subprocess.run(
+        ["ip", "-n", ns.pod, "addr", "add", f"{address}/32", "dev", pod_end], check=True, timeout=10
+    )
+    subprocess.run(
+        ["ip", "-n", ns.node, "route", "add", f"{address}/32", "dev", node_end], check=True, timeout=10
+    )
+    # The SDKs' requests leave from the first pod's address.
+    subprocess.run(
+        ["ip", "-n", ns.pod, "route", "replace", f"{AGENT_IP}/32", "dev", pod_end, "src", POD_IP],
+        check=True,
+        timeout=10,
+    )

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ from fakes import remember
 from procs import dropped, isolated_env, isolated_vars
 
 JS_DIR = Path(__file__).parent / "js"
+GO_SOURCE = Path(__file__).parent / "go" / "resolve"
+GOPATH = Path("/usr/share/gocode")  # Debian's Go library packages live here
+GO_SDK = GOPATH / "src/github.com/aws/aws-sdk-go-v2/config"
 JS_PACKAGES = ("@aws-sdk/credential-provider-node", "@aws-sdk/client-sts")
 SUBPROCESS_TIMEOUT = 60.0
 #: The assumed-role ARN moto answers GetCallerIdentity with for keys of our role.
@@ -214,6 +218,37 @@ def skip_unless_ci(missing: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{missing} (CI is set: this client's tests must run)")
     pytest.skip(missing)
+
+
+@pytest.fixture(scope="session", name="go_resolve")
+def go_resolve_fixture(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/go/resolve (the AWS SDK for Go v2's default chain) built once per session and
+    module that asks for it, sharing one build cache; skip without Go and the SDK, fail on CI."""
+    go = shutil.which("go")
+    if go is None or not GO_SDK.is_dir():
+        skip_unless_ci(
+            "Go or the AWS SDK for Go v2 is not installed "
+            "(apt-get install golang-go golang-github-aws-aws-sdk-go-v2-dev)"
+        )
+    assert go is not None
+    out = tmp_path_factory.mktemp("go") / "resolve"
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": str(GOPATH),
+        "GOCACHE": str(tmp_path_factory.getbasetemp() / "go-cache"),
+        "GOFLAGS": "",
+    }
+    build = subprocess.run(
+        [go, "build", "-o", str(out), "."],
+        cwd=GO_SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    return str(out)
 
 
 # --- assertions --------------------------------------------------------------------------

@@ -8,9 +8,6 @@ error document's `Code: Message`.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,42 +24,14 @@ from fakes import FakeClock, FakeSource
 from sdk_support import (  # noqa: F401  (the *_fixture names register the fixtures)
     Daemon,
     daemon_fixture,
+    go_resolve_fixture,
     run,
     sandbox_role_fixture,
     sdk_home_fixture,
-    skip_unless_ci,
     subprocess_env,
 )
 
 pytestmark = pytest.mark.sdk
-SOURCE = Path(__file__).parent / "go" / "resolve"
-GOPATH = Path("/usr/share/gocode")  # Debian's Go library packages live here
-SDK = GOPATH / "src/github.com/aws/aws-sdk-go-v2/config"
-
-
-@pytest.fixture(scope="session")
-def go_resolve(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """tests/go/resolve built once per session; skip without Go and the SDK, fail on CI."""
-    go = shutil.which("go")
-    if go is None or not SDK.is_dir():
-        skip_unless_ci(
-            "Go or the AWS SDK for Go v2 is not installed "
-            "(apt-get install golang-go golang-github-aws-aws-sdk-go-v2-dev)"
-        )
-    assert go is not None
-    out = tmp_path_factory.mktemp("go") / "resolve"
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": str(GOPATH),
-        "GOCACHE": str(out.parent / "cache"),
-        "GOFLAGS": "",
-    }
-    build = subprocess.run(
-        [go, "build", "-o", str(out), "."], cwd=SOURCE, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert build.returncode == 0, build.stderr
-    return str(out)
 
 
 @pytest.mark.parametrize("v1_disabled", [False, True], ids=["default", "v1-disabled"])

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from test_cli_v2 import require_cli_v2
-from test_go_sdk import go_resolve  # noqa: F401  (the fixture)
 
 from host_support import daemon, daemon_env, moto_sts, shared_venv, wait_for_key  # noqa: F401
 from netns import Netns, namespaces
 from procs import isolated_env
-from sdk_support import JS_DIR, require_js
+from sdk_support import JS_DIR, go_resolve_fixture, require_js  # noqa: F401  (registers the fixture)
 
 pytestmark = pytest.mark.sdk
 BASES = {"IPv4": "http://169.254.169.254/", "IPv6": "http://[fd00:ec2::254]/"}
@@ -99,7 +98,7 @@ def test_js_sdk_v3_with_no_setting_gets_the_role(
 
 @pytest.mark.parametrize("mode", ["IPv4", "IPv6"])
 def test_go_sdk_v2_with_no_setting_gets_the_role(
-    instance: tuple[Netns, str], tmp_path: Path, mode: str, go_resolve: str  # noqa: F811
+    instance: tuple[Netns, str], tmp_path: Path, mode: str, go_resolve: str
 ) -> None:
     ns, key = instance
     out = json.loads(in_ns(ns, [go_resolve], client_env(tmp_path / "home", mode)))

@@ -45,12 +45,35 @@ async def ask(run: Running, token: str | None, host: str | None = None) -> tuple
         return r.status, remember(doc)
 
 
+async def first_answer(
+    tmp_path: Path,
+    clock: FakeClock,
+    sts: FakeSts,
+    cluster: FakeCluster,
+    pod: tuple[str, str, str, str],
+    *,
+    sa: str = "web",
+    host: str | None = None,
+    **token: Any,
+) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """Add one pod (namespace, name, node, IP), start the agent, ask once with that pod's token
+    (`token`: cluster.token's options): the pod, the status and the document."""
+    added = await cluster.add_pod(*pod, sa=sa)
+    async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
+        status, doc = await ask(run, cluster.token(added, **token), host)
+    return added, status, doc
+
+
+async def web_1(cluster: FakeCluster, **token: Any) -> tuple[dict[str, Any], str]:
+    """The bound pod shop/web-1 on this node (10.1.0.5) and a token for it (cluster.token's options)."""
+    pod = await cluster.add_pod("shop", "web-1", NODE, "10.1.0.5", sa="web")
+    return pod, cluster.token(pod, **token)
+
+
 async def test_bound_pod_gets_its_role_with_eks_session_tags(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    pod = await cluster.add_pod("shop", "web-1", NODE, "10.1.0.5", sa="web")
-    async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
-        status, doc = await ask(run, cluster.token(pod))
+    pod, status, doc = await first_answer(tmp_path, clock, sts, cluster, ("shop", "web-1", NODE, "10.1.0.5"))
     assert status == 200, doc
     assert doc["RoleArn"] == ROLE_WEB and doc["AccessKeyId"] and doc["Token"]
     call = sts.calls("AssumeRole")[-1]
@@ -69,9 +92,9 @@ async def test_bound_pod_gets_its_role_with_eks_session_tags(
 async def test_token_for_another_node_is_refused(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    other = await cluster.add_pod("shop", "web-2", "node-b", "10.2.0.5", sa="web")
-    async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
-        status, doc = await ask(run, cluster.token(other))
+    _, status, doc = await first_answer(
+        tmp_path, clock, sts, cluster, ("shop", "web-2", "node-b", "10.2.0.5")
+    )
     assert (status, doc["Code"]) == (403, "AccessDenied")
     assert "another node" in doc["Message"]
     assert not sts.calls("AssumeRole")
@@ -92,11 +115,14 @@ async def test_without_node_in_extra_the_pod_lookup_decides(
 async def test_token_for_another_audience_is_refused(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    pod = await cluster.add_pod("shop", "web-1", NODE, "10.1.0.5", sa="web")
-    async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
-        status, doc = await ask(
-            run, cluster.token(pod, audience="https://kubernetes.default.svc.cluster.local")
-        )
+    _, status, doc = await first_answer(
+        tmp_path,
+        clock,
+        sts,
+        cluster,
+        ("shop", "web-1", NODE, "10.1.0.5"),
+        audience="https://kubernetes.default.svc.cluster.local",
+    )
     assert status == 403 and "not valid" in doc["Message"]
     assert cluster.reviews[-1]["audiences"] == ["imds-proxy"]
 
@@ -104,8 +130,7 @@ async def test_token_for_another_audience_is_refused(
 async def test_expired_token_is_refused_even_after_a_cached_review(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    pod = await cluster.add_pod("shop", "web-1", NODE, "10.1.0.5", sa="web")
-    token = cluster.token(pod, lifetime=600)
+    _, token = await web_1(cluster, lifetime=600)
     async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
         assert (await ask(run, token))[0] == 200
         clock.advance(seconds=601)
@@ -117,8 +142,7 @@ async def test_expired_token_is_refused_even_after_a_cached_review(
 async def test_reviews_are_cached_by_token(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    pod = await cluster.add_pod("shop", "web-1", NODE, "10.1.0.5", sa="web")
-    token = cluster.token(pod)
+    _, token = await web_1(cluster)
     async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
         for _ in range(3):
             assert (await ask(run, token))[0] == 200
@@ -128,8 +152,7 @@ async def test_reviews_are_cached_by_token(
 async def test_deleted_pods_token_is_refused(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    pod = await cluster.add_pod("shop", "web-1", NODE, "10.1.0.5", sa="web")
-    token = cluster.token(pod)
+    pod, token = await web_1(cluster)
     async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
         assert (await ask(run, token))[0] == 200  # its review is now cached
         await cluster.delete_pod(pod)
@@ -142,9 +165,9 @@ async def test_deleted_pods_token_is_refused(
 async def test_namespace_without_binding_is_refused(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    pod = await cluster.add_pod("other", "app-1", NODE, "10.1.0.6", sa="app")
-    async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
-        status, doc = await ask(run, cluster.token(pod))
+    _, status, doc = await first_answer(
+        tmp_path, clock, sts, cluster, ("other", "app-1", NODE, "10.1.0.6"), sa="app"
+    )
     assert (status, doc["Message"]) == (403, "no role for other/app")
 
 
@@ -206,9 +229,9 @@ async def test_policy_reload_binds_and_a_broken_policy_keeps_the_last(
 async def test_a_host_that_is_not_ours_is_refused(
     tmp_path: Path, clock: FakeClock, sts: FakeSts, cluster: FakeCluster
 ) -> None:
-    pod = await cluster.add_pod("shop", "web-1", NODE, "10.1.0.5", sa="web")
-    async with running_agent(tmp_path, clock, factory(sts), cluster) as run:
-        status, _ = await ask(run, cluster.token(pod), host="metadata.evil.example")
+    _, status, _ = await first_answer(
+        tmp_path, clock, sts, cluster, ("shop", "web-1", NODE, "10.1.0.5"), host="metadata.evil.example"
+    )
     assert status == 403 and not cluster.reviews
 
 
