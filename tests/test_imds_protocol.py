@@ -7,6 +7,7 @@ import json
 import re
 from datetime import datetime
 
+import aiohttp
 import pytest
 
 from imds_proxy.engine.tokens import GRACE_SECONDS
@@ -280,21 +281,30 @@ async def test_unusable_role_answers_like_ec2(imds: AppFactory, source: FakeSour
     assert not {"AccessKeyId", "SecretAccessKey", "Token"} & set(doc)
 
 
-async def test_concurrent_cold_requests_cause_one_fetch(imds: AppFactory, source: FakeSource) -> None:
+async def test_a_thousand_concurrent_cold_clients_cause_one_fetch(
+    imds: AppFactory, source: FakeSource
+) -> None:
     source.gate = asyncio.Event()
     client = await imds()
     token = await get_token(client)
+    url = client.make_url(f"{CREDS}/{ROLE}")
+    arrived = 0
 
-    async def fetch() -> str:
-        resp = await client.get(f"{CREDS}/{ROLE}", headers={TOKEN: token})
-        return str(json.loads(await resp.text())["AccessKeyId"])
+    async def fetch(session: aiohttp.ClientSession) -> str:
+        nonlocal arrived
+        async with session.get(url, headers={TOKEN: token}) as resp:
+            arrived += 1
+            return str(json.loads(await resp.text())["AccessKeyId"])
 
-    tasks = [asyncio.create_task(fetch()) for _ in range(200)]
-    await asyncio.sleep(0.2)
-    source.gate.set()
-    keys = await asyncio.gather(*tasks)
+    # A connection each (no pool limit): a node starting many processes at once.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        tasks = [asyncio.create_task(fetch(session)) for _ in range(1000)]
+        await asyncio.sleep(1.0)
+        assert arrived == 0  # no client is answered before the one fetch ends
+        source.gate.set()
+        keys = await asyncio.gather(*tasks)
     assert source.calls == 1
-    assert len(set(keys)) == 1
+    assert len(keys) == 1000 and len(set(keys)) == 1
 
 
 async def test_served_line_is_logged_with_key_suffix_only(

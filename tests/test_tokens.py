@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from imds_proxy.engine.tokens import GRACE_SECONDS, TokenIssuer, parse_ttl
+from imds_proxy.engine.tokens import GRACE_SECONDS, VERIFIED_MEMO, TokenIssuer, parse_ttl
 
 from fakes import FakeClock
 
@@ -29,6 +29,26 @@ def test_expired_token_is_refused() -> None:
     token = issuer.issue(60)
     clock.advance(seconds=60 + GRACE_SECONDS)
     assert not issuer.verify(token)
+
+
+def test_a_token_verified_before_is_still_refused_once_expired() -> None:
+    clock = FakeClock()
+    issuer = TokenIssuer(clock.seconds)
+    token = issuer.issue(60)
+    assert issuer.verify(token)
+    clock.advance(seconds=60 + GRACE_SECONDS - 1)
+    assert issuer.verify(token)
+    clock.advance(seconds=1)
+    assert not issuer.verify(token)
+
+
+def test_memo_of_verified_tokens_stays_bounded_and_forgets_nothing_it_needs() -> None:
+    issuer = TokenIssuer(FakeClock().seconds)
+    first = issuer.issue(60)
+    for _ in range(VERIFIED_MEMO + 100):
+        assert issuer.verify(issuer.issue(60))
+    assert len(issuer._verified) <= VERIFIED_MEMO
+    assert issuer.verify(first)  # forgotten by the memo, verified again from its signature
 
 
 def test_token_from_another_daemon_instance_is_refused() -> None:

@@ -3,6 +3,7 @@ each seeing only its own role."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class ClientRule:
         return f"{self.network}={self.role}"
 
 
+@functools.lru_cache(maxsize=1024)  # pure, asked on every request; peers are few (bounded anyway)
 def client_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """A client address as the socket reports it; IPv4-mapped IPv6 (a dual-stack
     listener's view of an IPv4 client) counts as the IPv4 address."""

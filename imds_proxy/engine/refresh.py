@@ -114,6 +114,8 @@ class CredentialEngine:
     async def _serve(self, name: str, *, bounded: bool) -> Served:
         role = self._roles[name]
         now = self._clock()
+        if role.hot is not None and now < role.hot[1]:
+            return role.hot[0]  # what the checks below would return, and nothing due
         served = self._cache.get(role.key)
         if served is not None:
             creds = served.credentials
@@ -225,6 +227,11 @@ class CredentialEngine:
         role.last_bug = None
         served = Served.of(creds)
         self._cache[role.key] = served
+        # Until the refresh is due (which is before the serve floor) and the cache would drop it.
+        until = min(refresh_at(creds, self._policy), creds.expiration - self._policy.expiry_margin)
+        for current in self._roles.values():
+            if current.key == role.key:  # roles with equal keys share the cache entry
+                current.hot = (served, until)
         log.debug(
             "credentials cached role=%s key=%s expires=%s",
             role.name,

@@ -46,6 +46,9 @@ class RoleState:
     #: The kind of the last unexpected exception, logged with its traceback once per kind.
     last_bug: type[BaseException] | None = None
     flight: asyncio.Task[Served] | None = field(default=None, repr=False)
+    #: The cached set with the time until which a request may have it as it is (no refresh due,
+    #: not near expiry): the hot path, so a request need not hash the source's cache key.
+    hot: tuple[Served, datetime] | None = field(default=None, repr=False)
 
     @property
     def key(self) -> Hashable:

@@ -97,6 +97,8 @@ def setup(fmt: Literal["text", "json"] = "text", level: str = "INFO", stream: Te
     else:
         line = "%(asctime)s %(levelname)s %(name)s: %(message)s"
         handler.setFormatter(TextFormatter(line, "%Y-%m-%dT%H:%M:%S"))
+    # No format shows a record's thread or process: not worked out per record (the audit line's cost).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -66,16 +66,26 @@ class Metrics:
         )
         r.register(_Expirations(statuses))
         self._audit = AuditOnly()
+        # Each label set's child, looked up once: labels() takes a lock and builds a key per call.
+        # As few as the label sets (listeners × routes × statuses; roles × channels).
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._served_children: dict[tuple[str, str], Counter] = {}
 
     def request(self, listener: str, route: str, status: int, refused: str | None) -> None:
-        self._requests.labels(listener, route, str(status)).inc()
+        key = (listener, route, status)
+        if (child := self._request_children.get(key)) is None:
+            child = self._request_children[key] = self._requests.labels(listener, route, str(status))
+        child.inc()
         if route == "token" and status == 200:
             self._tokens.inc()
         if refused is not None:
             self._refused.labels(refused).inc()
 
     def served(self, event: CredentialsServed) -> None:
-        self._served.labels(event.role, event.channel).inc()
+        key = (event.role, event.channel)
+        if (child := self._served_children.get(key)) is None:
+            child = self._served_children[key] = self._served.labels(event.role, event.channel)
+        child.inc()
         self._audit.served(event)
 
     def fetched(self, role: str, outcome: str, seconds: float) -> None:

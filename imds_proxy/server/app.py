@@ -14,11 +14,10 @@ from imds_proxy.engine.credentials import Clock, utc_now
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.server import appkeys, container, expect, imds
-from imds_proxy.server.gates import TAIL, request_gate
+from imds_proxy.server.gates import TAIL
+from imds_proxy.server.guard import guard
 from imds_proxy.server.live import Live
 from imds_proxy.server.observe import AuditOnly, RequestObserver
-from imds_proxy.server.peers import peer_gate
-from imds_proxy.server.watch import watch_requests
 
 
 def create_app(
@@ -43,7 +42,7 @@ def create_app(
     listener = listener or config.listeners[0]
     started = clock()
     live = Live(config, listener, lambda view: imds.static_tree(view, started))
-    app = web.Application(middlewares=[watch_requests, peer_gate, request_gate])
+    app = web.Application(middlewares=[guard])
     app[appkeys.LIVE] = live
     app[appkeys.ENGINE] = engine
     app[appkeys.CLOCK] = clock

@@ -3,12 +3,12 @@ and the shared refusal and path forms."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from imds_proxy.server.observe import Refusal
 
@@ -25,6 +25,7 @@ _RELAY_HEADERS = ("X-Forwarded-For", "Forwarded", "Via")
 TAIL = r"{tail:[\s\S]*}"
 
 
+@functools.lru_cache(maxsize=256)  # pure, and every request asks (bounded: paths are the client's)
 def normalize(path: str) -> str:
     """One form per path: `//` collapsed and no trailing slash, so every path answers with
     and without one (clients ask for both). We route on this form ourselves because
@@ -46,6 +47,7 @@ def refuse(request: web.Request, status: int, reason: str, *, refused: str | Non
     return Refusal(status=status, text=f"{status} - {reason}", refused=refused)
 
 
+@functools.lru_cache(maxsize=256)  # pure; SDKs send one Host per listener, parsed once
 def _host_is_literal(host_header: str | None) -> bool:
     if not host_header:
         return True  # HTTP/1.0 clients send none; nothing to rebind
@@ -60,9 +62,8 @@ def _host_is_literal(host_header: str | None) -> bool:
     return True
 
 
-@web.middleware
-async def request_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse requests that no SDK sends but attacks do."""
+def request_refusal(request: web.Request) -> web.Response | None:
+    """The refusal for a request that no SDK sends but attacks do; None: go on."""
     # Browser-driven attacks (a page fetching from the metadata port) carry these headers;
     # SDKs never do.
     if any(h in request.headers for h in _BROWSER_HEADERS):
@@ -90,4 +91,4 @@ async def request_gate(request: web.Request, handler: Handler) -> web.StreamResp
     expect = request.headers.get("Expect")
     if expect is not None and expect.lower() != "100-continue":
         return refuse(request, 417, "Expectation Failed (only 100-continue is understood)")
-    return await handler(request)
+    return None

@@ -3,6 +3,7 @@ reload swaps it in one assignment while requests keep being answered."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +23,11 @@ class View:
     @property
     def role(self) -> str:
         return self.config.listener_role(self.listener)
+
+    @functools.cached_property
+    def name(self) -> str:
+        """The listener as logs and metrics name it, worked out once per View."""
+        return str(self.listener)
 
 
 class Live:

@@ -3,6 +3,7 @@ per credential set served; the observer that only writes the audit line is the d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ class Refusal(web.Response):
         self.refused = refused
 
 
+@functools.lru_cache(maxsize=1024)  # pure; a session sends one token on every request
 def token_hash(token: str | None) -> str | None:
     """Enough of the token's SHA-256 to tell sessions apart in the audit trail, never the token."""
     if token is None:
@@ -70,8 +72,13 @@ class CredentialsServed:
         return (
             f"served credentials channel={self.channel} client={self.client} role={self.role} "
             f"key={self.key_suffix} token={self.token_hash or '-'} "
-            f"ua={json.dumps(self.user_agent, ensure_ascii=True)}"
+            f"ua={_quoted(self.user_agent)}"
         )
+
+
+@functools.lru_cache(maxsize=256)  # pure; an SDK sends one user agent on every request
+def _quoted(user_agent: str | None) -> str:
+    return json.dumps(user_agent, ensure_ascii=True)
 
 
 class RequestObserver(Protocol):
@@ -89,4 +96,8 @@ class AuditOnly:
         return None
 
     def served(self, event: CredentialsServed) -> None:
-        audit_log.info(event.line(), extra={"audit": event.fields()})
+        if audit_log.isEnabledFor(logging.INFO):
+            # Made directly: Logger.info would walk the stack for a caller (file, line) no format shows.
+            line, extra = event.line(), {"audit": event.fields()}
+            made = audit_log.makeRecord(AUDIT_LOGGER, logging.INFO, "", 0, line, (), None, None, extra)
+            audit_log.handle(made)

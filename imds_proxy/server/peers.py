@@ -10,11 +10,10 @@ import socket
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from imds_proxy.config.clients import client_address
+from imds_proxy.config.listeners import Listener
 from imds_proxy.config.peers import IpAddress
-from imds_proxy.server import appkeys
 
 log = logging.getLogger("imds_proxy.peers")
 
@@ -59,14 +58,12 @@ def is_own_peer(remote: str | None) -> bool:
     return ip is not None and is_own_address(ip)
 
 
-@web.middleware
-async def peer_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse every peer the listener's policy does not admit."""
+def peer_refusal(request: web.Request, listener: Listener) -> web.Response | None:
+    """The refusal for a peer the listener's policy does not admit; None: go on."""
     # A LAN neighbour that routes 169.254.169.254 (or the daemon's port) to this host must not
     # get a token or credentials (the attack AdRoll/hologram #95 showed against a loopback alias).
-    listener = request.config_dict[appkeys.LIVE].view.listener
     if listener.peers.admits(request.remote, is_own_address):
-        return await handler(request)
+        return None
     log.warning(
         "refused status=403 peer=%s listener=%s: not this host's address nor in allow_clients",
         request.remote,
