@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from datetime import datetime
 
 from cachetools import TLRUCache
@@ -16,16 +15,14 @@ from imds_proxy.engine.credentials import Clock, Credentials, Served, Source, wi
 from imds_proxy.engine.failures import record_failure
 from imds_proxy.engine.observe import SUCCESS, EngineObserver, NoObserver
 from imds_proxy.engine.policy import RefreshPolicy, refresh_at, serve_floor
+from imds_proxy.engine.refresh_loop import RefreshLoop
 from imds_proxy.engine.role_state import RoleState, RoleStatus
 from imds_proxy.errors import CredentialsUnavailable, SourceError
 
 log = logging.getLogger("imds_proxy.refresh")
-#: After background fetches finish, the timer looks again this soon (at most one fetch a second
-#: even if a source keeps handing out credentials that are already due).
-_RECHECK_AFTER_FETCH = 1.0
 
 
-class CredentialEngine:
+class CredentialEngine(RefreshLoop):
     """Serves each role's credentials from a cache and keeps them fresh.
 
     Guarantees: while the source answers, every credential returned has at least
@@ -242,63 +239,6 @@ class CredentialEngine:
 
     def _failed(self, role: RoleState, error: SourceError) -> None:
         record_failure(role, error, self._held(role), self._policy, self._clock(), self._rng)
-
-    def due_at(self, name: str) -> datetime | None:
-        """When this role next needs a fetch (now, if it has nothing valid; None while it
-        waits for input)."""
-        role = self._roles[name]
-        if role.waiting:
-            return None
-        now = self._clock()
-        creds = self._held(role)
-        due = refresh_at(creds, self._policy) if creds is not None else now
-        if role.retry_at is not None:
-            due = max(due, role.retry_at)
-        return due
-
-    async def tick(self) -> float:
-        """Start every fetch that is due by the clock; return seconds until the next one is
-        due, at most `max_sleep` (the wall clock is re-read then: it jumps after a sleep)."""
-        now = self._clock()
-        next_due = now + self._policy.max_sleep
-        for name, role in self._roles.items():
-            due = self.due_at(name)
-            if due is None:
-                continue
-            if due <= now:
-                self._flight(role)
-            else:
-                next_due = min(next_due, due)
-        await asyncio.sleep(0)  # let the started fetches begin
-        return max(0.0, (next_due - now).total_seconds())
-
-    async def run(self) -> None:
-        """The background refresher; runs until cancelled."""
-        while True:
-            fetches = sum(r.fetches for r in self._roles.values())
-            delay = await self.tick()
-            if sum(r.fetches for r in self._roles.values()) != fetches:
-                # What the started fetches bring (new credentials, or a backoff) decides when the next
-                # one is due; tick() could not know it and said max_sleep. Look again shortly after.
-                await self.settle()
-                delay = min(delay, _RECHECK_AFTER_FETCH)
-            await self._sleep(max(delay, 0.05))
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[CredentialEngine]:
-        """The background refresher, for as long as the block runs (the daemon's, and exec's)."""
-        task = asyncio.create_task(self.run(), name="credential refresher")
-        try:
-            yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def settle(self) -> None:
-        """Wait for every fetch in progress (tests, shutdown)."""
-        flights = [r.flight for r in self._roles.values() if r.flight and not r.flight.done()]
-        await asyncio.gather(*flights, return_exceptions=True)
 
     def status(self, name: str) -> RoleStatus:
         role = self._roles[name]
