@@ -333,6 +333,6 @@ async def test_every_role_keeps_its_own_source_when_watched() -> None:
         "two": FakeSource(clock, key_prefix="ASIATWO_"),
     }
     watched = watched_sources(sources, "local AWS as someone", timedelta(seconds=60))
-    assert [w.source._source for w in watched.values()] == list(sources.values())  # type: ignore[attr-defined]
+    assert [w.source.source for w in watched.values()] == list(sources.values())  # type: ignore[attr-defined]
     assert (await watched["two"].fetch()).access_key_id.startswith("ASIATWO_")
     assert (await watched["one"].fetch()).access_key_id.startswith("ASIAONE_")

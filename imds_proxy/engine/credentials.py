@@ -139,3 +139,30 @@ class Source(Protocol):
         """New credentials (signed with `upstream`'s when the source chains off a role);
         raises SourceError. Must not block the event loop."""
         ...
+
+
+class WrappedSource:
+    """A Source around another (served lifetime, the sandbox's watch): it asks the inner one and
+    passes on everything else about it; subclasses change what they need."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    @property
+    def role_arn(self) -> str:
+        return self.source.role_arn
+
+    @property
+    def cache_key(self) -> Hashable:
+        return self.source.cache_key
+
+    @property
+    def description(self) -> str:
+        return self.source.description
+
+    @property
+    def upstream(self) -> str | None:
+        return self.source.upstream
+
+    async def fetch(self, upstream: Credentials | None = None) -> Credentials:
+        return await (self.source.fetch(upstream) if upstream is not None else self.source.fetch())

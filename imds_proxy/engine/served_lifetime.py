@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from imds_proxy.engine.credentials import Clock, Credentials, Source, wire_time
+from imds_proxy.engine.credentials import Clock, Credentials, Source, WrappedSource, wire_time
 from imds_proxy.engine.policy import RefreshPolicy, refresh_at
 from imds_proxy.errors import ConfigError
 
@@ -17,7 +17,7 @@ MIN_SECONDS = 4
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-class ServedLifetime:
+class ServedLifetime(WrappedSource):
     """A Source whose credentials say they expire at most `lifetime` after they were fetched.
 
     STS's shortest session is 15 minutes, too slow to watch an SDK meet an expiry. Capping what we
@@ -26,28 +26,16 @@ class ServedLifetime:
     """
 
     def __init__(self, source: Source, lifetime: timedelta, clock: Clock) -> None:
-        self._source = source
+        super().__init__(source)
         self.lifetime = lifetime
         self._clock = clock
 
     @property
-    def role_arn(self) -> str:
-        return self._source.role_arn
-
-    @property
     def cache_key(self) -> Hashable:
-        return (self._source.cache_key, self.lifetime)
-
-    @property
-    def description(self) -> str:
-        return self._source.description
-
-    @property
-    def upstream(self) -> str | None:
-        return self._source.upstream
+        return (self.source.cache_key, self.lifetime)
 
     async def fetch(self, upstream: Credentials | None = None) -> Credentials:
-        creds = await (self._source.fetch(upstream) if upstream is not None else self._source.fetch())
+        creds = await super().fetch(upstream)
         now = self._clock()
         served = min(creds.expiration, now + self.lifetime)
         log.info(

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -21,7 +21,7 @@ import boto3
 import botocore.exceptions as bce
 import botocore.session
 
-from imds_proxy.engine.credentials import Credentials, Source, utc_now
+from imds_proxy.engine.credentials import Credentials, Source, WrappedSource, utc_now
 from imds_proxy.engine.served_lifetime import ServedLifetime
 from imds_proxy.errors import SandboxUnavailable, ScenarioError, SourceError
 from imds_proxy.sandbox.scenarios.model import EC2, EC2_STAND_IN, Scenario
@@ -207,30 +207,22 @@ def build(aws: LocalAws, s: Scenario) -> World:
     return World(s, caller_arn, (key["AccessKeyId"], key["SecretAccessKey"]))
 
 
-class Watched:
+class Watched(WrappedSource):
     """A Source that remembers whether its last fetch failed, for the start-up summary, and
     says whose keys it calls STS with (the sandbox's client factory signs with the caller's)."""
 
     def __init__(self, source: Source, description: str) -> None:
-        self.source = source
-        self.description = description
+        super().__init__(source)
+        self._description = description
         self.error: SourceError | None = None
 
     @property
-    def role_arn(self) -> str:
-        return self.source.role_arn
-
-    @property
-    def cache_key(self) -> Hashable:
-        return self.source.cache_key
-
-    @property
-    def upstream(self) -> str | None:
-        return self.source.upstream
+    def description(self) -> str:
+        return self._description
 
     async def fetch(self, upstream: Credentials | None = None) -> Credentials:
         try:
-            creds = await (self.source.fetch(upstream) if upstream is not None else self.source.fetch())
+            creds = await super().fetch(upstream)
         except SourceError as e:
             self.error = e
             raise
