@@ -22,6 +22,17 @@ def make_engine(source: FakeSource, clock: FakeClock, policy: RefreshPolicy = PO
     return CredentialEngine({ROLE: source}, policy, clock, rng=random.Random(1))
 
 
+async def throttled_background_refresh(source: FakeSource, clock: FakeClock) -> CredentialEngine:
+    """An engine holding credentials whose background refresh (due at 25 min) was throttled."""
+    engine = make_engine(source, clock)
+    await engine.get(ROLE)
+    source.fail_with = SourceError("Throttling")
+    clock.advance(minutes=26)
+    await engine.tick()
+    await engine.settle()
+    return engine
+
+
 async def test_refresh_is_due_lead_before_the_serve_floor(source: FakeSource, clock: FakeClock) -> None:
     creds = await source.fetch()
     assert serve_floor(creds, POLICY) == timedelta(minutes=30)
@@ -235,12 +246,7 @@ async def test_a_crashing_source_is_contained(source: FakeSource, clock: FakeClo
 async def test_a_failed_background_refresh_leaves_no_unretrieved_exception(
     source: FakeSource, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = make_engine(source, clock)
-    await engine.get(ROLE)
-    source.fail_with = SourceError("Throttling")
-    clock.advance(minutes=26)
-    await engine.tick()
-    await engine.settle()
+    _engine = await throttled_background_refresh(source, clock)  # held across the gc below
     import gc
 
     gc.collect()
@@ -345,12 +351,7 @@ async def test_a_non_retryable_refusal_waits_the_backoff_cap_and_is_logged_once(
 async def test_a_retryable_failure_backs_off_with_jitter_under_the_cap(
     source: FakeSource, clock: FakeClock
 ) -> None:
-    engine = make_engine(source, clock)
-    await engine.get(ROLE)
-    source.fail_with = SourceError("Throttling")
-    clock.advance(minutes=26)
-    await engine.tick()
-    await engine.settle()
+    engine = await throttled_background_refresh(source, clock)
     retry_at = engine.status(ROLE).retry_at
     assert retry_at is not None and clock() <= retry_at <= clock() + POLICY.backoff_base
 
