@@ -8,7 +8,7 @@ import logging
 import os
 import random
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -16,7 +16,8 @@ from urllib.parse import parse_qsl
 import boto3
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
+from serving import ProxyServer
 
 from imds_proxy import config
 from imds_proxy.config import Config
@@ -24,7 +25,7 @@ from imds_proxy.engine.policy import RefreshPolicy
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.runtime import logs
-from imds_proxy.server.app import create_app
+from imds_proxy.server.app import App, create_app
 
 from fakes import ISSUED, ROLE_ARN, FakeClock, FakeSource, remember
 
@@ -81,6 +82,38 @@ AppFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
+async def aiohttp_server(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> AsyncIterator[Callable[..., Awaitable[BaseTestServer]]]:
+    """pytest-aiohttp's, and for one of our apps (server.app.App) its real listener, a Site."""
+    ours: list[ProxyServer] = []
+
+    async def start(app: App | web.Application, **kwargs: Any) -> BaseTestServer:
+        if isinstance(app, App):
+            server = ProxyServer(app, **kwargs)
+            await server.start_server()
+            ours.append(server)
+            return server
+        return await aiohttp_server(app, **kwargs)
+
+    yield start
+    while ours:
+        await ours.pop().close()
+
+
+@pytest.fixture
+def aiohttp_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+) -> Callable[..., Awaitable[TestClient]]:
+    """pytest-aiohttp's, and for one of our apps a client of its real listener, a Site."""
+
+    async def start(app: App | web.Application | BaseTestServer, **kwargs: Any) -> TestClient:
+        return await aiohttp_client(ProxyServer(app) if isinstance(app, App) else app, **kwargs)
+
+    return start
+
+
+@pytest.fixture
 def imds(
     aiohttp_client: Callable[..., Awaitable[TestClient]],
     engine: CredentialEngine,
@@ -91,7 +124,7 @@ def imds(
 
     async def start(**values: Any) -> TestClient:
         cfg = make_config(**values)
-        app: web.Application = create_app(
+        app = create_app(
             cfg,
             engine,
             clock=clock,

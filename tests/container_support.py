@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from imds_proxy import config
@@ -93,7 +92,7 @@ async def serve(
     if engine is None:
         engine = CredentialEngine(sources, RefreshPolicy.of(cfg), clock, rng=random.Random(7))
     listener = cfg.listeners[0] if role is None else dataclasses.replace(cfg.listeners[0], role=role)
-    app: web.Application = create_app(cfg, engine, listener, clock=clock, tokens=TokenIssuer(clock.seconds))
+    app = create_app(cfg, engine, listener, clock=clock, tokens=TokenIssuer(clock.seconds))
     return Served(await aiohttp_server(app, host="127.0.0.1"), engine, sources)
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from imds_proxy import config
@@ -108,7 +107,7 @@ async def daemon_fixture(
     sts = await asyncio.to_thread(local_aws.client, "sts")
     source = AssumeRoleSource(cfg.role, utc_now, lambda _spec: sts)
     engine = CredentialEngine({cfg.role.name: source}, RefreshPolicy.of(cfg), utc_now)
-    app: web.Application = create_app(cfg, engine, clock=utc_now)
+    app = create_app(cfg, engine, clock=utc_now)
     server = await aiohttp_server(app)
     yield Daemon(server=server, engine=engine, role_arn=sandbox_role, aws_url=local_aws.url)
     await engine.settle()

@@ -111,4 +111,4 @@ def test_accept_failures_are_logged_at_most_once_per_interval(caplog: pytest.Log
 def test_the_connection_cap_stays_under_the_descriptor_limit() -> None:
     assert connection_cap(1024, 1) < 1024 - 100
     assert connection_cap(1024, 4) * 4 < 1024
-    assert connection_cap(65536, 1) == 512
+    assert connection_cap(65536, 1) == 1024

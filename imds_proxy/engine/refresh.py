@@ -108,7 +108,9 @@ class CredentialEngine(RefreshLoop):
         (none); raises CredentialsUnavailable."""
         return await self._serve(name, bounded=True)
 
-    async def _serve(self, name: str, *, bounded: bool) -> Served:
+    def ready(self, name: str) -> Served | None:
+        """What `served` returns when it need not wait (a refresh that is due starts in the
+        background); None: await `served`. The request path's common case, with no await."""
         role = self._roles[name]
         now = self._clock()
         if role.hot is not None and now < role.hot[1]:
@@ -120,6 +122,15 @@ class CredentialEngine(RefreshLoop):
                 if now >= refresh_at(creds, self._policy) and self._may_call(role, now, holding=True):
                     self._flight(role)
                 return served
+        return None
+
+    async def _serve(self, name: str, *, bounded: bool) -> Served:
+        ready = self.ready(name)
+        if ready is not None:
+            return ready
+        role = self._roles[name]
+        now = self._clock()
+        served = self._cache.get(role.key)
         # Missing, or too close to expiry (e.g. the first request after a laptop slept):
         # wait for fresh ones unless the source is backing off after a failure, and never
         # longer than an SDK waits for IMDS: one that times out gets nothing at all.

@@ -17,7 +17,7 @@ from imds_proxy.kubernetes.ratelimit import PeerLimiter
 from imds_proxy.kubernetes.review import Refused, TokenReviewer, token_hash
 from imds_proxy.kubernetes.sessions import Sessions
 from imds_proxy.kubernetes.settings import PATH
-from imds_proxy.server.container import answer
+from imds_proxy.server.container import error_body
 
 log = logging.getLogger("imds_proxy.kubernetes.gate")
 
@@ -73,7 +73,7 @@ def _refuse(
         f" token=sha256:{token_hash(token)[:12]}" if token else "",
         message,
     )
-    return answer(status, code, message)
+    return web.Response(status=status, body=error_body(code, message), content_type="application/json")
 
 
 def _peer_pod(agent: Agent, peer: str | None) -> tuple[bool, Pod | None]:

@@ -12,8 +12,6 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-from aiohttp import web
-
 from imds_proxy.config import Config
 from imds_proxy.config.container import PATH
 from imds_proxy.config.listeners import Listener
@@ -22,7 +20,7 @@ from imds_proxy.engine.mfa import MfaSession
 from imds_proxy.engine.policy import RefreshPolicy
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.engine.tokens import TokenIssuer
-from imds_proxy.errors import CredentialsUnavailable, ImdsProxyError, ListenError
+from imds_proxy.errors import CredentialsUnavailable, ImdsProxyError
 from imds_proxy.runtime import audit, connections, control_socket, notify
 from imds_proxy.runtime.admin_site import AdminSite
 from imds_proxy.runtime.control_socket import ControlServer
@@ -30,22 +28,13 @@ from imds_proxy.runtime.controller import Controller
 from imds_proxy.runtime.metrics import Metrics
 from imds_proxy.runtime.mfa_watcher import MfaWatcher, command_notifier, wake_on_open
 from imds_proxy.runtime.notify import sd_notify
-from imds_proxy.runtime.reload import ListenerSet, Reloader, bind_hint, listener_sockets
+from imds_proxy.runtime.reload import ListenerSet, Reloader, listen_socket, listener_sockets
 from imds_proxy.server.app import create_app
+from imds_proxy.server.site import Site
 
 log = logging.getLogger("imds_proxy.daemon")
 
 OnReady = Callable[[list[Listener]], None]
-
-
-async def _bind(runner: web.AppRunner, listener: Listener) -> Listener:
-    site = web.TCPSite(runner, listener.host, listener.port, reuse_address=True, backlog=connections.BACKLOG)
-    try:
-        await site.start()
-    except OSError as e:
-        raise ListenError(f"cannot listen on {listener}: {e.strerror}; {bind_hint(listener, e)}") from None
-    # With port 0 the kernel picks the port: report the one actually bound.
-    return listener.bound_to(int(runner.addresses[0][1]))
 
 
 async def prime(engine: CredentialEngine, *, required: bool = True) -> None:
@@ -75,20 +64,17 @@ async def open_listener(
     *,
     tokens: TokenIssuer,
     cap: int = connections.MAX_CONNECTIONS,
-) -> tuple[web.AppRunner, Listener]:
-    """Start one listener's app, holding at most `cap` connections; returns its runner (for
-    cleanup) and the listener as bound (the real port when 0 was asked)."""
-    app = create_app(config, engine, listener, tokens=tokens)
-    runner = connections.runner(app)
-    await runner.setup()
-    assert runner.server is not None  # set up
-    connections.cap_connections(runner.server, cap)
+) -> tuple[Site, Listener]:
+    """Start one listener's app, holding at most `cap` connections; returns its site (to
+    close) and the listener as bound (the real port when 0 was asked)."""
+    sock = listen_socket(listener)
+    site = Site(create_app(config, engine, listener, tokens=tokens), cap=cap)
     try:
-        bound = await _bind(runner, listener)
+        port = await site.start(sock)
     except BaseException:
-        await runner.cleanup()
+        sock.close()
         raise
-    return runner, bound
+    return site, listener.bound_to(port)
 
 
 def build_engine(

@@ -20,6 +20,7 @@ from imds_proxy.engine.credentials import Source
 from imds_proxy.engine.tokens import TokenIssuer
 from imds_proxy.errors import CommandNotRunnable
 from imds_proxy.runtime import daemon, shellenv
+from imds_proxy.runtime.reload import DRAIN_SECONDS
 
 log = logging.getLogger("imds_proxy.execute")
 
@@ -97,7 +98,7 @@ async def run(
     engine = daemon.build_engine(private, sources)
     await daemon.prime(engine)
     async with engine.running():
-        runner, bound = await daemon.open_listener(
+        site, bound = await daemon.open_listener(
             private, engine, private.listeners[0], tokens=TokenIssuer(time.time)
         )
         try:
@@ -108,4 +109,4 @@ async def run(
             log.info("running %s with role %s from %s", argv[0], role, url)
             return await run_child(argv, env)
         finally:
-            await runner.cleanup()
+            await site.close(DRAIN_SECONDS)

@@ -9,22 +9,21 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from imds_proxy.config import Config
 from imds_proxy.config.listeners import Listener
 from imds_proxy.engine.credentials import Source
 from imds_proxy.engine.refresh import CredentialEngine
 from imds_proxy.errors import ListenError
 from imds_proxy.runtime import connections
-from imds_proxy.server import appkeys
+from imds_proxy.server.app import App
+from imds_proxy.server.site import Site
 
 log = logging.getLogger("imds_proxy.reload")
 
 #: Builds the next config and its sources again, as at start (raises ImdsProxyError).
 Reloader = Callable[[], tuple[Config, Mapping[str, Source]]]
 #: Builds an app for a listener (server.app.create_app with the daemon's shared parts).
-AppFactory = Callable[[Config, Listener], web.Application]
+AppFactory = Callable[[Config, Listener], App]
 #: In-flight requests get this long to finish when their listener closes (SIGTERM, reload).
 DRAIN_SECONDS = 10.0
 
@@ -85,12 +84,13 @@ def bind_hint(listener: Listener, e: Exception, flag: str = "--listen") -> str:
 
 @dataclass
 class Opened:
-    runner: web.AppRunner
+    app: App
+    site: Site
     bound: Listener
 
 
 class ListenerSet:
-    """The credential listeners, each an app on its own runner, keyed by address."""
+    """The credential listeners, each an app on its own site, keyed by address."""
 
     def __init__(self, make_app: AppFactory, cap: int = connections.MAX_CONNECTIONS) -> None:
         self._make_app = make_app
@@ -104,24 +104,22 @@ class ListenerSet:
     async def start(self, config: Config, listener: Listener, sock: socket.socket | None = None) -> Listener:
         """Serve `listener` (on `sock` if it is already bound); returns it as bound."""
         app = self._make_app(config, listener)
-        runner = connections.runner(app, shutdown_timeout=DRAIN_SECONDS)
-        await runner.setup()
-        assert runner.server is not None  # set up
-        connections.cap_connections(runner.server, self._cap)
+        site = Site(app, cap=self._cap)
+        sock = sock or listener_socket(listener)
         try:
-            await web.SockSite(runner, sock or listener_socket(listener)).start()
+            port = await site.start(sock)
         except BaseException:
-            await runner.cleanup()
+            sock.close()
             raise
-        bound = listener.bound_to(int(runner.addresses[0][1]))
-        app[appkeys.LIVE].swap(config, bound)  # the port the kernel picked, for metrics and logs
-        self._open[(listener.host, listener.port)] = Opened(runner, bound)
+        bound = listener.bound_to(port)
+        app.live.swap(config, bound)  # the port the kernel picked, for metrics and logs
+        self._open[(listener.host, listener.port)] = Opened(app, site, bound)
         return bound
 
     async def close(self, *addresses: Address) -> None:
         """Stop accepting on each, then let their requests in flight finish (bounded)."""
         opened = [self._open.pop(a) for a in addresses if a in self._open]
-        await asyncio.gather(*(o.runner.cleanup() for o in opened))
+        await asyncio.gather(*(o.site.close(DRAIN_SECONDS) for o in opened))
 
     async def close_all(self) -> None:
         await self.close(*self._open)
@@ -140,7 +138,7 @@ class ListenerSet:
         for address, opened in self._open.items():
             # In one go, no await: every request reads the old view or the new one.
             opened.bound = wanted[address].bound_to(opened.bound.port)
-            opened.runner.app[appkeys.LIVE].swap(new, opened.bound)
+            opened.app.live.swap(new, opened.bound)
         for listener, sock in zip(added, sockets, strict=True):
             where = await self.start(new, listener, sock)
             log.info("reload: listening on %s for role %s", where, new.listener_role(listener))

@@ -1,2 +1,3 @@
-"""The aiohttp app per listener, app keys, the request gates, the peer gate, the token replies'
-hop limit, the IMDS routes, the container-credentials sub-app with its own authorization."""
+"""The request path per listener (app), its listening socket and connections on aiohttp's HTTP
+parser (site, connection, wire), the request gates, the peer gate, the IMDS routes, the
+container-credentials channel with its own authorization."""

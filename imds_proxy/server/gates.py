@@ -8,9 +8,7 @@ import ipaddress
 import logging
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
-from imds_proxy.server.observe import Refusal
+from imds_proxy.server.wire import Ask, Reply
 
 log = logging.getLogger("imds_proxy.gates")
 
@@ -18,11 +16,6 @@ log = logging.getLogger("imds_proxy.gates")
 _BROWSER_HEADERS = ("Origin", "Sec-Fetch-Mode", "Sec-Fetch-Site")
 #: Headers a relaying proxy adds; EC2 refuses X-Forwarded-For.
 _RELAY_HEADERS = ("X-Forwarded-For", "Forwarded", "Via")
-
-
-#: Any rest of a path, newlines included: a `%0A` in a path must reach the gates (and our
-#: refusal line), not aiohttp's bare 404.
-TAIL = r"{tail:[\s\S]*}"
 
 
 @functools.lru_cache(maxsize=256)  # pure, and every request asks (bounded: paths are the client's)
@@ -33,18 +26,18 @@ def normalize(path: str) -> str:
     return "/" + "/".join(part for part in path.split("/") if part)
 
 
-def refuse(request: web.Request, status: int, reason: str, *, refused: str | None = None) -> web.Response:
+def refuse(
+    ask: Ask,
+    status: int,
+    reason: str,
+    *,
+    refused: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Reply:
     """A short plain-text refusal, logged with the client address. `refused` names why a
     client was turned away (the clients_refused metric), for refusals that are that."""
-    log.info(
-        "refused status=%d client=%s %s %s: %s",
-        status,
-        request.remote,
-        request.method,
-        request.rel_url.path,
-        reason,
-    )
-    return Refusal(status=status, text=f"{status} - {reason}", refused=refused)
+    log.info("refused status=%d client=%s %s %s: %s", status, ask.remote, ask.method, ask.path, reason)
+    return Reply.text(status, f"{status} - {reason}", headers=headers, refused=refused)
 
 
 @functools.lru_cache(maxsize=256)  # pure; SDKs send one Host per listener, parsed once
@@ -62,33 +55,34 @@ def _host_is_literal(host_header: str | None) -> bool:
     return True
 
 
-def request_refusal(request: web.Request) -> web.Response | None:
+def request_refusal(ask: Ask) -> Reply | None:
     """The refusal for a request that no SDK sends but attacks do; None: go on."""
+    headers = ask.headers
     # Browser-driven attacks (a page fetching from the metadata port) carry these headers;
     # SDKs never do.
-    if any(h in request.headers for h in _BROWSER_HEADERS):
-        return refuse(request, 403, "Forbidden (browser requests are not served)", refused="browser")
+    if any(h in headers for h in _BROWSER_HEADERS):
+        return refuse(ask, 403, "Forbidden (browser requests are not served)", refused="browser")
     # DNS rebinding: a hostile name re-pointed at 127.0.0.1 arrives with its own Host
     # header. SDKs use the IP literal or localhost (aws-vault's ec2server.go does the same).
-    if not _host_is_literal(request.headers.get("Host")):
-        return refuse(request, 403, "Forbidden (Host must be an IP address or localhost)", refused="host")
+    if not _host_is_literal(headers.get("Host")):
+        return refuse(ask, 403, "Forbidden (Host must be an IP address or localhost)", refused="host")
     # EC2 refuses X-Forwarded-For: a request relayed by a proxy or an SSRF-able web app
     # must not obtain a token or credentials (EC2 user guide; kube2iam #241, #279: 403).
-    if "X-Forwarded-For" in request.headers:
-        return refuse(request, 403, "Forbidden (X-Forwarded-For is not accepted)", refused="forwarded")
+    if "X-Forwarded-For" in headers:
+        return refuse(ask, 403, "Forbidden (X-Forwarded-For is not accepted)", refused="forwarded")
     # Forwarded (RFC 7239) and Via are the same signature from other proxies and gateways.
     for relayed in _RELAY_HEADERS:
-        if relayed in request.headers:
-            return refuse(request, 403, f"Forbidden ({relayed} is not accepted)", refused="forwarded")
+        if relayed in headers:
+            return refuse(ask, 403, f"Forbidden ({relayed} is not accepted)", refused="forwarded")
     # An absolute-URI request line is what a client sends to a forward proxy: a proxy that
     # passes it on (an SSRF relay) may name a host the Host check never saw.
-    target = request.raw_path  # the request line's target, as sent
+    target = ask.target  # the request line's target, as sent
     if not target.startswith("/") and (authority := urlsplit(target).netloc) and (
-        not _host_is_literal(authority) or authority != request.headers.get("Host")
+        not _host_is_literal(authority) or authority != headers.get("Host")
     ):
-        return refuse(request, 403, "Forbidden (the request line names another host)")
+        return refuse(ask, 403, "Forbidden (the request line names another host)")
     # aiohttp's expect handling is deferred to here (server/expect.py): after the checks above.
-    expect = request.headers.get("Expect")
+    expect = headers.get("Expect")
     if expect is not None and expect.lower() != "100-continue":
-        return refuse(request, 417, "Expectation Failed (only 100-continue is understood)")
+        return refuse(ask, 417, "Expectation Failed (only 100-continue is understood)")
     return None

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from imds_proxy.config import Config
 from imds_proxy.config.listeners import Listener
+from imds_proxy.server.wire import Reply
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,9 @@ class View:
     config: Config
     listener: Listener
     #: IMDS paths whose answers do not change until the next View, rendered once.
-    static: Mapping[str, str] = field(default_factory=dict)
+    static: Mapping[str, Reply] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def role(self) -> str:
         return self.config.listener_role(self.listener)
 
@@ -29,12 +30,17 @@ class View:
         """The listener as logs and metrics name it, worked out once per View."""
         return str(self.listener)
 
+    @functools.cached_property
+    def container_token(self) -> str | None:
+        """The container channel's token when this listener speaks it; None: the channel is off."""
+        return self.config.container.token if "container" in self.listener.channels else None
+
 
 class Live:
     """The current View of one app; `swap` replaces it (the daemon's reload)."""
 
     def __init__(
-        self, config: Config, listener: Listener, render: Callable[[View], Mapping[str, str]]
+        self, config: Config, listener: Listener, render: Callable[[View], Mapping[str, Reply]]
     ) -> None:
         self._render = render
         self.view = self._view(config, listener)

@@ -8,9 +8,9 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from aiohttp import web
+from imds_proxy.server.wire import Ask
 
 #: The audit trail's logger: the daemon sends it through a queue to its own handler.
 AUDIT_LOGGER = "imds_proxy.audit"
@@ -19,14 +19,6 @@ audit_log = logging.getLogger(AUDIT_LOGGER)
 Channel = Literal["imdsv1", "imdsv2", "container"]
 #: User agents are client-chosen text: cut to this length before they reach a log line.
 _USER_AGENT_MAX = 200
-
-
-class Refusal(web.Response):
-    """An answer that turns a client away, carrying why (the clients_refused metric's reason)."""
-
-    def __init__(self, *, refused: str | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.refused = refused
 
 
 @functools.lru_cache(maxsize=1024)  # pure; a session sends one token on every request
@@ -49,12 +41,10 @@ class CredentialsServed:
     token_hash: str | None
 
     @classmethod
-    def of(
-        cls, request: web.Request, role: str, key: str, channel: Channel, token: str | None
-    ) -> CredentialsServed:
-        ua = request.headers.get("User-Agent")
+    def of(cls, ask: Ask, role: str, key: str, channel: Channel, token: str | None) -> CredentialsServed:
+        ua = ask.headers.get("User-Agent")
         agent = ua[:_USER_AGENT_MAX] if ua else None
-        return cls(request.remote, agent, role, key, channel, token_hash(token))
+        return cls(ask.remote, agent, role, key, channel, token_hash(token))
 
     def fields(self) -> dict[str, str | None]:
         return {

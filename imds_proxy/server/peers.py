@@ -9,11 +9,10 @@ import logging
 import socket
 from pathlib import Path
 
-from aiohttp import web
-
 from imds_proxy.config.clients import client_address
 from imds_proxy.config.listeners import Listener
 from imds_proxy.config.peers import IpAddress
+from imds_proxy.server.wire import Ask, Reply
 
 log = logging.getLogger("imds_proxy.peers")
 
@@ -58,15 +57,18 @@ def is_own_peer(remote: str | None) -> bool:
     return ip is not None and is_own_address(ip)
 
 
-def peer_refusal(request: web.Request, listener: Listener) -> web.Response | None:
+def peer_refusal(ask: Ask, listener: Listener) -> Reply | None:
     """The refusal for a peer the listener's policy does not admit; None: go on."""
     # A LAN neighbour that routes 169.254.169.254 (or the daemon's port) to this host must not
     # get a token or credentials (the attack AdRoll/hologram #95 showed against a loopback alias).
-    if listener.peers.admits(request.remote, is_own_address):
+    if listener.peers.admits(ask.remote, is_own_address):
         return None
     log.warning(
         "refused status=403 peer=%s listener=%s: not this host's address nor in allow_clients",
-        request.remote,
+        ask.remote,
         listener,
     )
-    return web.Response(status=403, text="403 - Forbidden (this client may not ask here)")
+    return _NOT_ADMITTED
+
+
+_NOT_ADMITTED = Reply.text(403, "403 - Forbidden (this client may not ask here)")
