@@ -41,3 +41,12 @@ def test_botocore_debug_stays_silent_even_at_debug_level(restore_logging: None) 
     logging.getLogger("imds_proxy.x").debug("ours")
     assert "s3cr3t" not in out.getvalue()
     assert "ours" in out.getvalue()
+
+
+def test_no_printable_character_is_one_escape_would_rewrite() -> None:
+    # escape() returns printable text as it is (its fast path): sound only if no character
+    # Python calls printable is one the escape pattern matches. Every code point is checked.
+    rewritten = [hex(c) for c in range(0x110000) if chr(c).isprintable() and logs._UNSAFE.match(chr(c))]
+    assert rewritten == []
+    assert logs.escape("ok …") == "ok …"
+    assert logs.escape("a\nb\u2028c") == "a\\nb\\u2028c"

@@ -32,9 +32,9 @@ class PeerPolicy:
         ip = client_address(remote)
         if ip is None:
             return False
-        if any(ip.version == n.version and ip in n for n in self.networks):
+        if ip.is_loopback or any(ip.version == n.version and ip in n for n in self.networks):
             return True
-        return ip.is_loopback or is_own(ip)
+        return is_own(ip)
 
     def with_networks(self, more: tuple[IpNetwork, ...]) -> PeerPolicy:
         return PeerPolicy(tuple(dict.fromkeys((*self.networks, *more))))

@@ -102,6 +102,8 @@ class Served:
     imds: bytes = field(repr=False)
     imds_extended: bytes = field(repr=False)
     container: bytes = field(repr=False)
+    #: What logs show of the key (Credentials.key_suffix), worked out once.
+    key_suffix: str = ""
 
     @classmethod
     def of(cls, creds: Credentials) -> Served:
@@ -110,6 +112,7 @@ class Served:
             to_json(creds.imds_document()).encode(),
             to_json(creds.imds_document(extended=True)).encode(),
             json.dumps(creds.container_document()).encode(),
+            creds.key_suffix,
         )
 
 

@@ -27,6 +27,8 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-
 
 def escape(text: str) -> str:
     """`text` with every unsafe character written as a Python escape (`\\n`, `\\x1b`, `\\u2028`)."""
+    if text.isprintable():  # no control, format, separator or surrogate character: nothing to do
+        return text
     return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
 
 
@@ -34,9 +36,20 @@ class TextFormatter(logging.Formatter):
     """`time level logger: message`, the message escaped: one record, one line (a traceback,
     when there is one, follows on lines of its own)."""
 
+    _second: tuple[int, str] = (-1, "")
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape(record.message)
         return super().formatMessage(record)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """As logging's, worked out once per second (the formats here show no fraction of one)."""
+        if datefmt is None or "%f" in datefmt:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, super().formatTime(record, datefmt))
+        return self._second[1]
 
     def formatException(self, ei: logging._SysExcInfoType) -> str:
         # Indented, so no line of an exception's text can pass for a record of its own.
@@ -55,8 +68,10 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             doc["error"] = record.exc_info[0].__name__
-        # An audit record (runtime.audit): its fields, "event": "credentials_served" first among them.
-        doc.update(getattr(record, "audit", None) or {})
+        # An audit record (server/observe.py): its fields, "event": "credentials_served" first among them.
+        audit = getattr(record, "audit", None)
+        if audit is not None:
+            doc.update(audit.fields())
         return json.dumps(doc, ensure_ascii=False)
 
 

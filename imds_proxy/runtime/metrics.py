@@ -3,16 +3,18 @@ refusals) and the engine (STS calls, their time, failures), and reads expiration
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from imds_proxy.engine.observe import SUCCESS
 from imds_proxy.engine.role_state import RoleStatus
 from imds_proxy.server.observe import AuditOnly, CredentialsServed
 
+_STATUS = {code: str(code) for code in range(100, 600)}
 #: STS answers in tens of milliseconds; a slow endpoint or a retry shows up in seconds.
 _STS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -36,6 +38,31 @@ class _Expirations(Collector):
         yield family
 
 
+class _Counts(Collector):
+    """A counter of the request path, one per label set, counted on the event loop (the only
+    thread that counts them) with a dict increment, not Counter.inc's lock and checks; read as
+    a counter family, with each label set's creation time, at scrape."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self._name, self._documentation, self._labels = name, documentation, labels
+        self.counts: dict[tuple[str, ...], int] = {}
+        self._created: dict[tuple[str, ...], float] = {}
+
+    def inc(self, key: tuple[str, ...]) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += 1
+        else:
+            counts[key] = 1
+            self._created[key] = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for key, count in list(self.counts.items()):
+            family.add_metric(key, count, created=self._created[key])
+        yield family
+
+
 class Metrics:
     """A registry of its own (not the process-global one), fed as a RequestObserver (the apps)
     and an EngineObserver (the engine). The audit line still goes out for each credential set."""
@@ -43,13 +70,11 @@ class Metrics:
     def __init__(self, statuses: Callable[[], Iterable[RoleStatus]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._requests = Counter(
-            "imds_proxy_requests", "Requests answered", ["listener", "route", "status"], registry=r
-        )
+        self._requests = _Counts("imds_proxy_requests", "Requests answered", ("listener", "route", "status"))
         self._tokens = Counter("imds_proxy_tokens_issued", "IMDSv2 session tokens issued", registry=r)
-        self._served = Counter(
-            "imds_proxy_credentials_served", "Credential sets served", ["role", "channel"], registry=r
-        )
+        self._served = _Counts("imds_proxy_credentials_served", "Credential sets served", ("role", "channel"))
+        r.register(self._requests)
+        r.register(self._served)
         self._sts = Counter("imds_proxy_sts_requests", "Calls to STS", ["role", "outcome"], registry=r)
         self._sts_seconds = Histogram(
             "imds_proxy_sts_request_seconds",
@@ -66,26 +91,16 @@ class Metrics:
         )
         r.register(_Expirations(statuses))
         self._audit = AuditOnly()
-        # Each label set's child, looked up once: labels() takes a lock and builds a key per call.
-        # As few as the label sets (listeners × routes × statuses; roles × channels).
-        self._request_children: dict[tuple[str, str, int], Counter] = {}
-        self._served_children: dict[tuple[str, str], Counter] = {}
 
     def request(self, listener: str, route: str, status: int, refused: str | None) -> None:
-        key = (listener, route, status)
-        if (child := self._request_children.get(key)) is None:
-            child = self._request_children[key] = self._requests.labels(listener, route, str(status))
-        child.inc()
+        self._requests.inc((listener, route, _STATUS.get(status) or str(status)))
         if route == "token" and status == 200:
             self._tokens.inc()
         if refused is not None:
             self._refused.labels(refused).inc()
 
     def served(self, event: CredentialsServed) -> None:
-        key = (event.role, event.channel)
-        if (child := self._served_children.get(key)) is None:
-            child = self._served_children[key] = self._served.labels(event.role, event.channel)
-        child.inc()
+        self._served.inc((event.role, event.channel))
         self._audit.served(event)
 
     def fetched(self, role: str, outcome: str, seconds: float) -> None:

@@ -128,7 +128,7 @@ async def _credentials_later(parts: Parts, ask: Ask, role: str, header: str) -> 
 
 
 def _credentials(parts: Parts, ask: Ask, role: str, served: Served, header: str) -> Reply:
-    parts.observer.served(CredentialsServed.of(ask, role, served.credentials.key_suffix, "container", header))
+    parts.observer.served(CredentialsServed.of(ask, role, served.key_suffix, "container", header))
     return Reply(200, served.container, JSON)
 
 

@@ -12,8 +12,6 @@ from imds_proxy.server.wire import Ask, Reply
 
 log = logging.getLogger("imds_proxy.gates")
 
-#: Headers only browsers send. A page in a browser must never read credentials.
-_BROWSER_HEADERS = ("Origin", "Sec-Fetch-Mode", "Sec-Fetch-Site")
 #: Headers a relaying proxy adds; EC2 refuses X-Forwarded-For.
 _RELAY_HEADERS = ("X-Forwarded-For", "Forwarded", "Via")
 
@@ -60,7 +58,7 @@ def request_refusal(ask: Ask) -> Reply | None:
     headers = ask.headers
     # Browser-driven attacks (a page fetching from the metadata port) carry these headers;
     # SDKs never do.
-    if any(h in headers for h in _BROWSER_HEADERS):
+    if "Origin" in headers or "Sec-Fetch-Mode" in headers or "Sec-Fetch-Site" in headers:
         return refuse(ask, 403, "Forbidden (browser requests are not served)", refused="browser")
     # DNS rebinding: a hostile name re-pointed at 127.0.0.1 arrives with its own Host
     # header. SDKs use the IP literal or localhost (aws-vault's ec2server.go does the same).
@@ -68,12 +66,10 @@ def request_refusal(ask: Ask) -> Reply | None:
         return refuse(ask, 403, "Forbidden (Host must be an IP address or localhost)", refused="host")
     # EC2 refuses X-Forwarded-For: a request relayed by a proxy or an SSRF-able web app
     # must not obtain a token or credentials (EC2 user guide; kube2iam #241, #279: 403).
-    if "X-Forwarded-For" in headers:
-        return refuse(ask, 403, "Forbidden (X-Forwarded-For is not accepted)", refused="forwarded")
     # Forwarded (RFC 7239) and Via are the same signature from other proxies and gateways.
-    for relayed in _RELAY_HEADERS:
-        if relayed in headers:
-            return refuse(ask, 403, f"Forbidden ({relayed} is not accepted)", refused="forwarded")
+    if "X-Forwarded-For" in headers or "Forwarded" in headers or "Via" in headers:
+        relayed = next(h for h in _RELAY_HEADERS if h in headers)
+        return refuse(ask, 403, f"Forbidden ({relayed} is not accepted)", refused="forwarded")
     # An absolute-URI request line is what a client sends to a forward proxy: a proxy that
     # passes it on (an SSRF relay) may name a host the Host check never saw.
     target = ask.target  # the request line's target, as sent

@@ -117,7 +117,7 @@ async def _credentials_later(parts: Parts, ask: Ask, role: str, extended: bool) 
 def _credentials(parts: Parts, ask: Ask, role: str, served: Served, extended: bool) -> Reply:
     token = ask.headers.get(TOKEN_HEADER)
     channel: Channel = "imdsv1" if token is None else "imdsv2"
-    parts.observer.served(CredentialsServed.of(ask, role, served.credentials.key_suffix, channel, token))
+    parts.observer.served(CredentialsServed.of(ask, role, served.key_suffix, channel, token))
     return Reply(200, served.imds_extended if extended else served.imds)
 
 

@@ -55,7 +55,7 @@ class Reply:
         self.body = body
         self.content_type = content_type
         # Our own names and values only (never a request field): no CR or LF can reach them.
-        self.extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers)
+        self.extra = _head_lines(headers) if headers else b""
         self.refused = refused
         self.hop_limit: int | None = None
 
@@ -82,6 +82,10 @@ class Reply:
         elif keep_alive_header:
             head += b"Connection: keep-alive\r\n"
         return head + b"\r\n" if head_only else head + b"\r\n" + self.body
+
+
+def _head_lines(headers: tuple[tuple[str, str], ...]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers)
 
 
 #: What a handler returns: the answer, or (only when it must wait, e.g. for STS) one to await.
