@@ -228,8 +228,9 @@ def test_healthcheck_and_env_load_neither_boto3_nor_aiohttp(tmp_path: Path, args
     assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout + done.stderr
 
 
-#: What `serve` never needs: the sandbox's scenario reader and moto.
-SERVE_NEVER_LOADS = ("imds_proxy.sandbox.scenarios.file", "moto")
+#: What `serve` never needs: the sandbox's scenario reader, moto, and boto3 (its STS clients are
+#: botocore's own; boto3 would add ~2 MiB of modules).
+SERVE_NEVER_LOADS = ("imds_proxy.sandbox.scenarios.file", "moto", "boto3")
 
 
 def test_serve_loads_no_sandbox_module(tmp_path: Path) -> None:
