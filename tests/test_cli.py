@@ -226,3 +226,26 @@ def test_healthcheck_and_env_load_neither_boto3_nor_aiohttp(tmp_path: Path, args
     env = isolated_env(tmp_path, {"IMDS_PROXY_ROLE_ARN": ROLE_ARN})
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
     assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout + done.stderr
+
+
+#: What `serve` never needs: the sandbox's scenario reader, moto, and boto3 (its STS clients are
+#: botocore's own; boto3 would add ~2 MiB of modules).
+SERVE_NEVER_LOADS = ("imds_proxy.sandbox.scenarios.file", "moto", "boto3")
+
+
+def test_serve_loads_no_sandbox_module(tmp_path: Path) -> None:
+    """The daemon's memory is mostly its imports: the parser and everything `serve` runs
+    (its command module and the daemon) load nothing that only other commands use."""
+    import subprocess
+
+    code = (
+        "import importlib, sys\n"
+        "from imds_proxy.cli.parser import build_parser\n"
+        "build_parser()\n"
+        "for m in ('imds_proxy.cli.serve', 'imds_proxy.runtime.daemon'):\n"
+        "    importlib.import_module(m)\n"
+        f"print('loaded:' + ','.join(m for m in {SERVE_NEVER_LOADS!r} if m in sys.modules))\n"
+    )
+    env = isolated_env(tmp_path, {})
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout + done.stderr

@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import boto3
 import botocore.exceptions as bce
 
 from imds_proxy.aws import profiles
@@ -28,8 +27,10 @@ _ASSUMED = re.compile(r"arn:aws:sts::(\d{12}):assumed-role/([^/]+)/.+")
 
 def default_iam(spec: RoleSpec) -> Any:
     """IAM on the role's source credentials, the ones its STS client signs with."""
-    session = boto3.Session(botocore_session=profiles.sts_session(spec))
-    return session.client("iam", region_name=spec.region or session.region_name or "us-east-1")
+    session = profiles.sts_session(spec)
+    return session.create_client(
+        "iam", region_name=spec.region or session.get_config_variable("region") or "us-east-1"
+    )
 
 
 def _code(error: bce.ClientError) -> str:

@@ -18,6 +18,7 @@ from botocore.credentials import (
     Credentials,
 )
 
+from imds_proxy.aws import loader
 from imds_proxy.config.roles import DEFAULT_REGION, RoleSpec
 from imds_proxy.errors import ConfigError, SourceCredentialsMissing
 
@@ -45,7 +46,7 @@ _NO_PROFILE: dict[str, tuple[Any, Any, Any, Any]] = {"profile": (None, None, Non
 
 
 def _all_profiles() -> tuple[dict[str, dict[str, Any]], str]:
-    session = botocore.session.Session(session_vars=_NO_PROFILE)
+    session = loader.session(session_vars=_NO_PROFILE)
     path = str(session.get_config_variable("config_file"))
     try:
         profiles: dict[str, dict[str, Any]] = session.full_config.get("profiles", {})
@@ -122,7 +123,7 @@ def _with_credentials(
 def _source_credentials(spec: RoleSpec) -> Credentials | None:
     """What calls STS for a role read from a profile, resolved by botocore."""
     if spec.credential_source is not None:
-        base = botocore.session.Session(session_vars=_NO_PROFILE)
+        base = loader.session(session_vars=_NO_PROFILE)
         resolver = base.get_component("credential_provider")
         sourcer = CanonicalNameCredentialSourcer([resolver.get_provider(m) for m in _SOURCE_METHODS])
         return sourcer.source_credentials(spec.credential_source)
@@ -136,7 +137,7 @@ def _source_credentials(spec: RoleSpec) -> Credentials | None:
             profile.get("aws_secret_access_key", ""),
             profile.get("aws_session_token"),
         )
-    source = botocore.session.Session(profile=spec.source_profile)
+    source = loader.session(profile=spec.source_profile)
     if source.get_config_variable("region") is None:
         # botocore's own STS calls in the chain (a source profile that is itself a role)
         # need a region; ours is the one the served role uses.
@@ -151,21 +152,21 @@ def sts_session(spec: RoleSpec) -> botocore.session.Session:
     try:
         if spec.web_identity_token_file is not None or spec.source_role is not None:
             # The call is unsigned (web identity) or signed with our own role's keys: no chain.
-            settings = botocore.session.Session(profile=spec.profile) if spec.profile else _blank()
+            settings = loader.session(profile=spec.profile) if spec.profile else _blank()
             return _with_credentials(settings, None)
         if spec.profile is not None:
             return _with_credentials(
-                botocore.session.Session(profile=spec.profile), _source_credentials(spec)
+                loader.session(profile=spec.profile), _source_credentials(spec)
             )
         if spec.credential_source is not None:
             return _with_credentials(_blank(), _source_credentials(spec))
-        return botocore.session.Session(profile=spec.source_profile)
+        return loader.session(profile=spec.source_profile)
     except bce.ProfileNotFound as e:
         raise SourceCredentialsMissing(f"{e}; check the profile names in AWS_CONFIG_FILE") from None
 
 
 def _blank() -> botocore.session.Session:
-    return botocore.session.Session(session_vars=_NO_PROFILE)
+    return loader.session(session_vars=_NO_PROFILE)
 
 
 def explicit_session() -> botocore.session.Session:

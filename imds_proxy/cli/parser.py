@@ -17,7 +17,7 @@ from imds_proxy.cli.common import EXIT_CONFIG, EXIT_FAILURE
 from imds_proxy.cli.options import ADMIN, COMMON, CONTAINER, ROLE_OPTIONS, SERVE, add
 from imds_proxy.errors import ConfigError, ConfigErrors, ImdsProxyError
 from imds_proxy.runtime import shellenv
-from imds_proxy.sandbox.scenarios.file import DEFAULT_SCENARIO
+from imds_proxy.sandbox.scenarios import DEFAULT_SCENARIO
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ def session_tags(policy: Policy, binding: Binding, pod: Pod | None) -> tuple[tup
 
 
 def shared_client(factory: ClientFactory) -> ClientFactory:
-    """One boto3 STS client for every session (clients are thread-safe; making one per pod
+    """One botocore STS client for every session (clients are thread-safe; making one per pod
     would cost tens of milliseconds and megabytes each)."""
     made: dict[tuple[str | None, str | None], STSClient] = {}
 

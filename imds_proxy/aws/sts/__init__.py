@@ -1,12 +1,12 @@
-"""boto3-backed Sources: AssumeRole (profiles, chaining, MFA) and AssumeRoleWithWebIdentity
+"""botocore-backed Sources: AssumeRole (profiles, chaining, MFA) and AssumeRoleWithWebIdentity
 through STS, always off the event loop.
 
-The daemon's only boto3 importer (`profiles` reads ~/.aws/config with botocore; the sandbox
-uses boto3 too, to build its local AWS). Nothing below it (refresh, credentials, tokens,
+The daemon's STS clients (`profiles` reads ~/.aws/config with botocore; only the sandbox
+imports boto3, to build its local AWS). Nothing below it (refresh, credentials, tokens,
 metadata, config) imports boto3 or botocore, so their tests run without AWS; the import-linter
 contracts in pyproject.toml keep it so. One concept a module:
 
-  clients  the boto3 STS clients (source credentials; other keys, same endpoint)
+  clients  the botocore STS clients (source credentials; other keys, same endpoint)
   source   AssumeRoleSource: one role's STS calls, chaining, MFA, web identity
   params   the AssumeRole / AssumeRoleWithWebIdentity parameters a RoleSpec sets
   errors   botocore failures and AWS error codes as our error types

@@ -1,12 +1,15 @@
-"""boto3 STS clients: the one on a role's source credentials, and one like it signing with other
-keys (an MFA session's, or the role a chained role is assumed from)."""
+"""botocore STS clients: the one on a role's source credentials, and one like it signing with other
+keys (an MFA session's, or the role a chained role is assumed from).
+
+Made by botocore's own Session.create_client, which is all boto3's Session.client does: boto3
+(and the s3transfer and resource modules it imports, ~2 MiB) is not loaded by the daemon. The
+one difference on the wire is the User-Agent STS logs: Botocore/… instead of Boto3/…."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import botocore.exceptions as bce
 from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
@@ -44,22 +47,24 @@ def default_client(spec: RoleSpec) -> STSClient:
     """An STS client on the role's source credentials (profiles.sts_session). Regional
     endpoint when a region is set (protocol.md §6)."""
     try:
-        session = boto3.Session(botocore_session=profiles.sts_session(spec))
-        region = spec.region or session.region_name or DEFAULT_REGION
+        session = profiles.sts_session(spec)
+        region = spec.region or session.get_config_variable("region") or DEFAULT_REGION
     except bce.ProfileNotFound:
         raise SourceCredentialsMissing(
             f"source profile {spec.source_profile!r} is not in the AWS config files; "
             "check --source-profile or AWS_CONFIG_FILE"
         ) from None
     config = _UNSIGNED_CONFIG if spec.web_identity_token_file else _BOTO_CONFIG
-    return session.client("sts", region_name=region, endpoint_url=spec.sts_endpoint_url, config=config)
+    client = session.create_client(
+        "sts", region_name=region, endpoint_url=spec.sts_endpoint_url, config=config
+    )
+    return cast("STSClient", client)
 
 
 def client_like(base: STSClient, access_key_id: str, secret: str, token: str) -> STSClient:
     """A client to the same STS endpoint and region as `base`, signing with the keys given
     (an MFA session's, or the keys of the role a chained role is assumed from)."""
-    session = boto3.Session(botocore_session=profiles.explicit_session())
-    return session.client(
+    client = profiles.explicit_session().create_client(
         "sts",
         region_name=base.meta.region_name,
         endpoint_url=base.meta.endpoint_url,
@@ -68,3 +73,4 @@ def client_like(base: STSClient, access_key_id: str, secret: str, token: str) ->
         aws_session_token=token,
         config=_BOTO_CONFIG,
     )
+    return cast("STSClient", client)

@@ -46,7 +46,7 @@ class AssumeRoleSource:
     credential_source, default chain); or another configured role (`upstream`, role
     chaining); or nothing (web identity, unsigned). With `mfa`, an MFA-backed session
     (GetSessionToken) stands between the source and AssumeRole; without a code it raises
-    MfaRequired instead of waiting. boto3 clients are made once per set of keys (clients
+    MfaRequired instead of waiting. botocore clients are made once per set of keys (clients
     are thread-safe, sessions are not) and every STS call runs in a worker thread.
     """
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from imds_proxy.errors import ConfigError
-from imds_proxy.sandbox.scenarios import sections
+from imds_proxy.sandbox.scenarios import DEFAULT_SCENARIO, sections
 from imds_proxy.sandbox.scenarios.model import DEFAULT_ACCOUNT, DEFAULT_REGION, Scenario
 from imds_proxy.sandbox.scenarios.values import Reader
 
-DEFAULT_SCENARIO = "photos"
 _BUILTIN_DIR = "builtin"
 
 
