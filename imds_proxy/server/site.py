@@ -75,8 +75,10 @@ class Site:
         deadline = self.loop.time() - self._idle
         for conn in list(self.connections):
             if conn.stamp < deadline and not conn.busy:
-                # abort, not close: close() waits for a client that does not read its answers.
-                conn.abort() if conn.writing_paused else conn.close()
+                if conn.writing_paused:
+                    conn.abort()  # close() would wait for a client that does not read its answers
+                else:
+                    conn.close()
         self._sweeper = self.loop.call_later(_SWEEP_SECONDS, self._sweep)
 
     async def close(self, drain: float) -> None:
